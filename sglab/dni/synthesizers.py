@@ -1,0 +1,158 @@
+"""Synthesizers: models that predict a stage's output gradient (or its input) from local information.
+
+A gradient synthesizer ``M_{i+1}(h_i, c) ≈ δ_i`` returns a tensor shaped like ``h_i``. Its last
+layer is zero-initialised (weights and bias), so the first synthetic gradient is exactly zero and
+DNI starts as "no update" rather than as noise (Jaderberg et al. 2016, Sec. 3).
+
+An input synthesizer ``I_{i+1}(x, c) ≈ h_i`` predicts a stage's input from the network input,
+which is what removes forward locking.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SYNTHESIZER_KINDS = ("linear", "mlp", "conv")
+
+
+def _zero_init(layer: nn.Module) -> nn.Module:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _with_context(h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """Concatenate a one-hot context to ``h``: as features for vectors, as constant channels for maps."""
+    if context is None:
+        return h
+    if h.dim() == 2:
+        return torch.cat([h, context], dim=1)
+    planes = context[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    return torch.cat([h, planes], dim=1)
+
+
+class MLPSynthesizer(nn.Module):
+    """``hidden_layers`` × (Linear, BatchNorm, ReLU) then a zero-initialised Linear.
+
+    With ``hidden_layers=0`` this is the linear synthesizer. Inputs of any shape are flattened
+    and the output is reshaped back, so it also serves convolutional feature maps.
+    """
+
+    def __init__(self, shape: tuple[int, ...], hidden_layers: int = 0, width: int = 1024, context_dim: int = 0):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.context_dim = context_dim
+        features = math.prod(self.shape)
+        layers: list[nn.Module] = []
+        fan_in = features + context_dim
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+            fan_in = width
+        layers.append(_zero_init(nn.Linear(fan_in, features)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict ``δ̂`` shaped like ``h``."""
+        flat = _with_context(h.flatten(1), context)
+        return self.net(flat).view(h.shape)
+
+
+class ConvSynthesizer(nn.Module):
+    """``hidden_layers`` × (Conv k×k, BatchNorm, ReLU) then a zero-initialised Conv, size-preserving.
+
+    The paper's CNN synthesizers are of this kind; the label context enters as constant planes.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden_layers: int = 2,
+        hidden_channels: int = 128,
+        kernel_size: int = 5,
+        context_dim: int = 0,
+    ):
+        super().__init__()
+        pad = kernel_size // 2
+        layers: list[nn.Module] = []
+        fan_in = channels + context_dim
+        for _ in range(hidden_layers):
+            layers += [nn.Conv2d(fan_in, hidden_channels, kernel_size, padding=pad), nn.BatchNorm2d(hidden_channels), nn.ReLU()]
+            fan_in = hidden_channels
+        layers.append(_zero_init(nn.Conv2d(fan_in, channels, kernel_size, padding=pad)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict ``δ̂`` shaped like ``h`` (N, C, H, W)."""
+        return self.net(_with_context(h, context))
+
+
+def make_synthesizer(
+    kind: str,
+    shape: tuple[int, ...],
+    hidden_layers: int = 0,
+    width: int = 1024,
+    context_dim: int = 0,
+) -> nn.Module:
+    """Build a gradient synthesizer for an activation of per-example ``shape``.
+
+    ``kind`` is ``linear`` (no hidden layer), ``mlp`` or ``conv`` (feature maps only).
+    """
+    if kind == "linear":
+        return MLPSynthesizer(shape, 0, width, context_dim)
+    if kind == "mlp":
+        return MLPSynthesizer(shape, hidden_layers, width, context_dim)
+    if kind == "conv":
+        if len(shape) != 3:
+            raise ValueError(f"a conv synthesizer needs (C, H, W) feature maps, got shape {shape}")
+        return ConvSynthesizer(shape[0], hidden_layers, width, context_dim=context_dim)
+    raise ValueError(f"unknown synthesizer kind {kind!r}; choose one of: {', '.join(SYNTHESIZER_KINDS)}")
+
+
+class InputSynthesizer(nn.Module):
+    """``I(x, c) ≈ h``: predicts a stage's input from the network input (forward unlocking).
+
+    Vector targets use an MLP on the flattened input; feature-map targets use a small conv net
+    followed by adaptive average pooling to the target's resolution.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        target_shape: tuple[int, ...],
+        hidden_layers: int = 1,
+        width: int = 1024,
+        context_dim: int = 0,
+    ):
+        super().__init__()
+        self.target_shape = tuple(target_shape)
+        self.maps = len(target_shape) == 3 and len(input_shape) == 3
+        layers: list[nn.Module] = []
+        if self.maps:
+            fan_in = input_shape[0] + context_dim
+            for _ in range(hidden_layers):
+                layers += [nn.Conv2d(fan_in, width, 5, padding=2), nn.BatchNorm2d(width), nn.ReLU()]
+                fan_in = width
+            layers += [nn.AdaptiveAvgPool2d(target_shape[1:]), nn.Conv2d(fan_in, target_shape[0], 1)]
+        else:
+            fan_in = math.prod(input_shape) + context_dim
+            for _ in range(hidden_layers):
+                layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+                fan_in = width
+            layers.append(nn.Linear(fan_in, math.prod(target_shape)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict ``ĥ`` with per-example shape ``target_shape``."""
+        if self.maps:
+            return self.net(_with_context(x, context))
+        out = self.net(_with_context(x.flatten(1), context))
+        return out.view(x.shape[0], *self.target_shape)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float one-hot context ``c`` for cDNI."""
+    return F.one_hot(labels, num_classes).to(torch.get_default_dtype())
