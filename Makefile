@@ -1,0 +1,16 @@
+# The two commands of the README. Each sets up .venv first (scripts/setup.sh).
+.PHONY: demo test setup clean
+
+.venv/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+setup: .venv/.installed
+
+demo: .venv/.installed
+	.venv/bin/sglab demo --out sglab-demo
+
+test: .venv/.installed
+	.venv/bin/python -m pytest -q
+
+clean:
+	rm -rf .venv sglab-demo
