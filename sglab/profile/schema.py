@@ -21,6 +21,15 @@ JSON layout (``version`` 1)::
 Times are integer nanoseconds of one minibatch of ``batch_size``. ``F``, ``B`` and ``U`` are
 required for every stage; ``S``, ``T``, ``SI``, ``TI``, ``I`` and ``W`` are present when measured.
 ``activation_bytes``/``gradient_bytes`` are those of the stage's *output* interface (``h_i``, ``δ_i``).
+
+Optional fields added compatibly within version 1 (a reader that does not know them ignores
+them; a file without them loads with the defaults): ``measurement.spread`` (what ``spread_ns``
+is, ``"iqr"``), ``measurement.threads``, ``measurement.sglab_version``, ``measurement.notes``;
+per stage ``samples`` (timings behind each median), ``synthesizer_parameter_bytes`` (the gradient
+synthesizer the stage runs in S/T) and ``input_model_parameter_bytes`` (the input synthesizer it
+runs in SI/TI); and top-level ``totals`` (whole-model timings from the same run, e.g.
+``forward_ns`` for all stages' forwards as one call, ``step_ns`` for a whole training step).
+``docs/profiler.md`` documents every field.
 """
 
 from __future__ import annotations
@@ -60,6 +69,10 @@ class Measurement:
     timer: str = "perf_counter"
     host: str = ""
     created: str = ""
+    spread: str = "iqr"
+    threads: int | None = None
+    sglab_version: str = ""
+    notes: str = ""
 
 
 @dataclass
@@ -74,6 +87,9 @@ class StageCost:
     parameter_bytes: int
     spread_ns: dict[str, int] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
+    samples: dict[str, int] = field(default_factory=dict)
+    synthesizer_parameter_bytes: int = 0
+    input_model_parameter_bytes: int = 0
 
     def time(self, op: str) -> int:
         """The cost of ``op`` in ns; a clear error if the profile did not measure it."""
@@ -94,6 +110,7 @@ class CostProfile:
     method: str
     measurement: Measurement
     stages: list[StageCost]
+    totals: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_stages(self) -> int:
@@ -121,11 +138,18 @@ class CostProfile:
         model = _get(data, "model", dict, "")
         method = _get(data, "method", str, "")
         meas = _get(data, "measurement", dict, "")
-        measurement = Measurement(**{k: _get(meas, k, t, "measurement.") for k, t in _MEASUREMENT_FIELDS.items()})
+        measurement = Measurement(
+            **{k: _get(meas, k, t, "measurement.") for k, t in _MEASUREMENT_FIELDS.items()},
+            **{k: _optional(meas, k, t, "measurement.") for k, t in _OPTIONAL_MEASUREMENT_FIELDS.items() if k in meas},
+        )
+        _require(measurement.batch_size >= 1, "measurement.batch_size", f"must be >= 1, got {measurement.batch_size}")
+        for key in ("repeats", "warmup"):
+            _require(getattr(measurement, key) >= 0, f"measurement.{key}", f"must be >= 0, got {getattr(measurement, key)}")
         stages_raw = _get(data, "stages", list, "")
         _require(len(stages_raw) > 0, "stages", "must list at least one stage")
         stages = [_stage_from_dict(raw, i) for i, raw in enumerate(stages_raw)]
-        return cls(model=model, method=method, measurement=measurement, stages=stages)
+        totals = _times(data.get("totals", {}), "totals", ops=None)
+        return cls(model=model, method=method, measurement=measurement, stages=stages, totals=totals)
 
     @classmethod
     def load(cls, path: str | Path) -> "CostProfile":
@@ -159,6 +183,10 @@ _MEASUREMENT_FIELDS = {
 }
 
 
+#: Fields added within version 1; absent ones take the dataclass defaults. ``threads`` may be null.
+_OPTIONAL_MEASUREMENT_FIELDS = {"spread": str, "threads": (int, type(None)), "sglab_version": str, "notes": str}
+
+
 def _require(ok: bool, field_name: str, message: str) -> None:
     if not ok:
         raise ProfileError(f"field {field_name!r} {message}")
@@ -172,12 +200,22 @@ def _get(obj: dict, key: str, kind: type, prefix: str) -> Any:
     return value
 
 
-def _times(raw: Any, where: str) -> dict[str, int]:
+def _optional(obj: dict, key: str, kind: type | tuple, prefix: str) -> Any:
+    value = obj[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+    _require(ok, prefix + key, f"must be {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _times(raw: Any, where: str, ops: tuple[str, ...] | None = COMPUTE_OPS) -> dict[str, int]:
+    """Validate a mapping of name to ns; ``ops`` restricts the names (None: any name)."""
     _require(isinstance(raw, dict), where, "must be an object mapping op name to nanoseconds")
     times = {}
     for op, value in raw.items():
         name = f"{where}.{op}"
-        _require(op in COMPUTE_OPS, name, f"is not a compute op (known: {', '.join(COMPUTE_OPS)})")
+        _require(ops is None or op in ops, name, f"is not a compute op (known: {', '.join(COMPUTE_OPS)})")
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         _require(numeric and math.isfinite(value), name, f"must be a finite number of ns, got {value!r}")
         _require(value >= 0, name, f"must be >= 0 ns, got {value!r}")
@@ -198,13 +236,24 @@ def _stage_from_dict(raw: Any, position: int) -> StageCost:
     for key in ("activation_bytes", "gradient_bytes", "parameter_bytes"):
         sizes[key] = _get(raw, key, int, prefix)
         _require(sizes[key] >= 0, prefix + key, f"must be >= 0, got {sizes[key]}")
+    for key in ("synthesizer_parameter_bytes", "input_model_parameter_bytes"):
+        if key in raw:
+            sizes[key] = _get(raw, key, int, prefix)
+            _require(sizes[key] >= 0, prefix + key, f"must be >= 0, got {sizes[key]}")
     peak = raw.get("peak_memory_bytes")
-    _require(peak is None or (isinstance(peak, int) and peak >= 0), prefix + "peak_memory_bytes", "must be null or >= 0")
+    peak_ok = peak is None or (isinstance(peak, int) and not isinstance(peak, bool) and peak >= 0)
+    _require(peak_ok, prefix + "peak_memory_bytes", f"must be null or an integer >= 0, got {peak!r}")
+    samples = raw.get("samples", {})
+    _require(isinstance(samples, dict), prefix + "samples", "must be an object mapping op name to a count")
+    for op, count in samples.items():
+        count_ok = isinstance(count, int) and not isinstance(count, bool) and count >= 0
+        _require(count_ok, f"{prefix}samples.{op}", f"must be an integer >= 0, got {count!r}")
     return StageCost(
         index=index,
         name=str(raw.get("name", f"stage{index}")),
         times_ns=times,
         spread_ns=_times(raw.get("spread_ns", {}), prefix + "spread_ns"),
         peak_memory_bytes=peak,
+        samples=dict(samples),
         **sizes,
     )
