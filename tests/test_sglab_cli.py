@@ -42,3 +42,16 @@ def test_missing_dataset_exits_1_saying_what_to_do(tmp_path, capsys):
     assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "sglab data download mnist" in err
+
+
+def test_train_with_profile_writes_a_valid_cost_profile_and_trace(tmp_path):
+    from sglab.profile import CostProfile
+
+    out = tmp_path / "run"
+    code = main(["train", "--method", "dni", "--steps", "8", "--eval-every", "4", "--batch-size", "32",
+                 "--synth-width", "32", "--limit-train", "200", "--out", str(out), "--no-progress", "--profile"])
+    assert code == 0
+    profile = CostProfile.load(out / "profile.json")
+    assert profile.measurement.source == "in_run"
+    assert all(stage.times_ns["F"] > 0 for stage in profile.stages)
+    assert json.loads((out / "trace.json").read_text())["traceEvents"]

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     common.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
     common.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt (its config)")
+    common.add_argument(
+        "--profile", action="store_true", help="time every op of the run: writes --out/profile.json and trace.json"
+    )
 
     ff = parser.add_argument_group("classify (feed-forward FCN / CNN)")
     ff.add_argument("--dataset", default=None, help="embedded (default, offline), mnist, cifar10 or a .npz path")
@@ -89,11 +92,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
     out = args.out or Path("runs") / f"{config.model}{config.layers}-{config.method}-seed{config.seed}"
-    result = train(config, out, progress=not args.no_progress, resume=args.resume)
-    summary = result.summary
+    if args.profile:
+        summary = _train_profiled(config, out, progress=not args.no_progress)
+    else:
+        summary = train(config, out, progress=not args.no_progress, resume=args.resume).summary
     print(
         f"{summary['method']} {summary['model']}-{summary['layers']} on {summary['dataset']}: "
         f"test error {summary['final_test_error']:.4f} after {summary['steps']} steps "
-        f"({summary['train_time_s']:.1f} s training); run directory {result.run_dir}"
+        f"({summary['train_time_s']:.1f} s training); run directory {out}"
     )
     return 0
+
+
+def _train_profiled(config: TrainConfig, out: Path, progress: bool) -> dict:
+    """Train with the in-run op timer and save its CostProfile and Chrome trace next to the run."""
+    from sglab.profile import profile_training, write_chrome_trace
+
+    profile, timer = profile_training(config, out, progress=progress)
+    profile.save(out / "profile.json")
+    write_chrome_trace(out / "trace.json", timer)
+    print(f"op costs of {profile.num_stages} stages: {out / 'profile.json'}; timeline: {out / 'trace.json'} (Perfetto)")
+    return json.loads((out / "summary.json").read_text())
