@@ -1,0 +1,155 @@
+"""Grids of simulations (methods × hardware × stages × bandwidth × synthesizer cost ...) on an Executor.
+
+Each grid point is a plain dict (profile and hardware as spec mappings), so any
+``concurrent.futures.Executor`` can run :func:`run_point`: a process pool by default, or a
+``dask.distributed`` cluster's executor when a scheduler address is given. A point that cannot
+be simulated becomes a row with its ``error`` rather than stopping the sweep.
+"""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sglab.io import atomic_write_json, atomic_write_text, provenance
+from sglab.profile.schema import CostProfile
+from sglab.sim.costs import regroup
+from sglab.sim.errors import SimError
+from sglab.sim.schedules import SIM_METHODS, SimOptions
+from sglab.sim.spec import hardware_from_dict, hardware_to_dict, load_hardware
+
+#: Swept dimensions: grid field → (summary column, figure x label, log x axis).
+DIMENSIONS = {
+    "stages": ("stages_requested", "stages K (one per device)", False),
+    "bandwidths": ("bandwidth_GB_per_s", "link bandwidth (GB/s per direction)", True),
+    "synth_cost_ratios": ("synth_cost_ratio", "synthesizer cost (S / F)", False),
+    "microbatches": ("microbatches_requested", "microbatches per step", False),
+}
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """The values to combine; ``None`` in a list means "as given" (profile's K, spec's bandwidth...)."""
+
+    methods: tuple[str, ...] = tuple(SIM_METHODS)
+    hardware: tuple[str, ...] = ("cluster-10gbe",)
+    stages: tuple[int | None, ...] = (None,)
+    bandwidths: tuple[float | None, ...] = (None,)  # GB/s per direction
+    synth_cost_ratios: tuple[float | None, ...] = (None,)
+    microbatches: tuple[int | None, ...] = (None,)
+    steps: int = 20
+    seed: int = 0
+    reference_flops: float | None = None
+    resize: bool = True  # give K stages K devices (homogeneous machines)
+    override_synth: bool = True  # synth_cost_ratios replace measured S/T (False: fill only missing ones)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def points(self, profile: CostProfile) -> list[dict[str, Any]]:
+        """Every combination as a self-contained dict for :func:`run_point`."""
+        specs = {h: hardware_to_dict(load_hardware(h, self.reference_flops)) for h in self.hardware}
+        data = profile.to_dict()
+        combos = itertools.product(self.methods, self.hardware, self.stages, self.bandwidths,
+                                   self.synth_cost_ratios, self.microbatches)
+        return [{"profile": data, "hardware_name": h, "hardware": specs[h], "method": m, "stages": k,
+                 "bandwidth_GB_per_s": bw, "synth_cost_ratio": r, "microbatches": mb, "steps": self.steps,
+                 "seed": self.seed, "resize": self.resize,
+                 "override_synth": self.override_synth, **self.extra}
+                for m, h, k, bw, r, mb in combos]
+
+
+def run_point(point: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one grid point; returns its summary row (with ``error`` set if it failed)."""
+    from sglab.sim.api import simulate
+
+    row = {"hardware_spec": point["hardware_name"], "stages_requested": point["stages"],
+           "bandwidth_GB_per_s": point["bandwidth_GB_per_s"],
+           "synth_cost_ratio": point["synth_cost_ratio"], "microbatches_requested": point["microbatches"],
+           "method": point["method"], "error": ""}
+    try:
+        profile = CostProfile.from_dict(point["profile"])
+        if point["stages"] is not None:
+            profile = regroup(profile, point["stages"])
+        hw = hardware_from_dict(point["hardware"])
+        if point["resize"] and hw.num_devices != profile.num_stages and hw.topology != "custom":
+            hw = hw.resized(profile.num_stages)
+        if point["bandwidth_GB_per_s"] is not None:
+            hw = hw.with_link(bandwidth_bytes_per_s=int(point["bandwidth_GB_per_s"] * 1e9))
+        ratio = point["synth_cost_ratio"]
+        options = SimOptions(steps=point["steps"], seed=point["seed"], microbatches=point["microbatches"],
+                             synth_cost_ratio=ratio, override_synth=ratio is not None and point["override_synth"])
+        row.update(simulate(profile, hw, point["method"], options).summary)
+    except SimError as err:
+        row["error"] = str(err)
+    return row
+
+
+def run_sweep(profile: CostProfile, grid: SweepGrid, executor: Executor | None = None, workers: int | None = None,
+              scheduler_address: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run every point of ``grid`` and return one row per point, in grid order.
+
+    ``executor`` is used as given; otherwise a ``dask.distributed`` client's executor when
+    ``scheduler_address`` is set, else a process pool of ``workers`` processes.
+    """
+    from tqdm.auto import tqdm
+
+    points = grid.points(profile)
+    owned, client = None, None
+    if executor is None:
+        if scheduler_address:
+            from distributed import Client
+
+            client = Client(scheduler_address)
+            executor = owned = client.get_executor()
+        else:
+            executor = owned = ProcessPoolExecutor(max_workers=workers)
+    try:
+        futures = {executor.submit(run_point, point): i for i, point in enumerate(points)}
+        rows: list[dict | None] = [None] * len(points)
+        for future in tqdm(as_completed(futures), total=len(futures), desc="simulating", disable=not progress):
+            rows[futures[future]] = future.result()
+    finally:
+        if owned is not None:
+            owned.shutdown()
+        if client is not None:
+            client.close()
+    return pd.DataFrame(rows)
+
+
+def write_sweep(table: pd.DataFrame, grid: SweepGrid, out_dir: str | Path, figures: bool = True) -> list[Path]:
+    """Write ``sweep.csv``, ``sweep.json`` (grid and provenance) and one figure per swept dimension."""
+    out = Path(out_dir)
+    meta = {"grid": {k: v for k, v in grid.__dict__.items()}, "provenance": provenance()}
+    files = [atomic_write_text(out / "sweep.csv", table.to_csv(index=False)),
+             atomic_write_json(out / "sweep.json", meta)]
+    if figures:
+        files += sweep_figures(table, grid, out)
+    return files
+
+
+def sweep_figures(table: pd.DataFrame, grid: SweepGrid, out: Path) -> list[Path]:
+    """Speedup against each swept dimension, the other swept dimensions held at their first value."""
+    from analysis.sim_figures import plot_sweep, save_figure
+
+    ok = table[table["error"] == ""]
+    files: list[Path] = []
+    for name, (column, xlabel, logx) in DIMENSIONS.items():
+        if len(getattr(grid, name)) < 2:
+            continue
+        subset = ok[ok[column].notna()]
+        for other, (other_column, _, _) in DIMENSIONS.items():
+            values = getattr(grid, other)
+            if other != name and len(values) > 1:
+                keep = subset[other_column].isna() if values[0] is None else subset[other_column] == values[0]
+                subset = subset[keep]
+        if subset.empty:
+            continue
+        fig = plot_sweep(subset, x=column, col="hardware_spec", logx=logx, title=f"speedup vs {xlabel}")
+        for ax in fig.axes:
+            ax.set_xlabel(xlabel)
+        files += save_figure(fig, out / f"speedup_vs_{column.removesuffix('_requested')}")
+    return files

@@ -1,0 +1,130 @@
+"""The engine, checked against exact event logs worked out by hand, and its refusal to stop early."""
+
+from __future__ import annotations
+
+import pytest
+
+from sglab.sim import SimError, SimOptions, build_graph, get_sim_method, pipeline_schedule, simulate
+from sglab.sim.engine import Engine
+
+# F=1000 S=200 B=2000 U=300 T=400 ns; 1000-byte activations over a link of 100 ns + 1 byte/ns.
+COSTS = dict(F=1000, B=2000, U=300, S=200, T=400, act=1000)
+
+
+@pytest.fixture
+def two(profile_factory, hardware_factory):
+    return profile_factory(2, **COSTS), hardware_factory(2, latency_ns=100, bandwidth=1_000_000_000)
+
+
+def test_sequential_backprop_event_log(two):
+    profile, hw = two
+    assert simulate(profile, hw, "sequential", steps=1, baseline=False).events() == [
+        ("dev0", "0F0@0", 0, 1000),
+        ("dev0", "1F0@0", 1000, 2000),
+        ("dev0", "1B0@0", 2000, 4000),
+        ("dev0", "0B0@0", 4000, 6000),
+        ("dev0", "0U0@0", 6000, 6300),
+        ("dev0", "1U0@0", 6300, 6600),
+    ]
+
+
+def test_naive_model_parallel_event_log_with_transfers(two):
+    profile, hw = two
+    assert simulate(profile, hw, "naive", steps=1, baseline=False).events() == [
+        ("dev0", "0F0@0", 0, 1000),
+        ("dev0->dev1", "0SEND_F0@0", 1000, 2100),  # 100 ns latency + 1000 bytes at 1 byte/ns
+        ("dev1", "1F0@0", 2100, 3100),
+        ("dev1", "1B0@0", 3100, 5100),
+        ("dev1", "1U0@0", 5100, 5400),
+        ("dev1->dev0", "1SEND_B0@0", 5100, 6200),
+        ("dev0", "0B0@0", 6200, 8200),
+        ("dev0", "0U0@0", 8200, 8500),
+    ]
+
+
+def test_dni_event_log_stage_updates_before_its_target_arrives(two):
+    profile, hw = two
+    events = simulate(profile, hw, "dni", steps=2, baseline=False).events()
+    assert events == [
+        ("dev0", "0F0@0", 0, 1000),
+        ("dev0", "0S0@0", 1000, 1200),
+        ("dev0->dev1", "0SEND_F0@0", 1000, 2100),
+        ("dev0", "0B0@0", 1200, 3200),
+        ("dev1", "1F0@0", 2100, 3100),
+        ("dev1", "1B0@0", 3100, 5100),
+        ("dev0", "0U0@0", 3200, 3500),  # updated long before the true gradient exists
+        ("dev0", "0F0@1", 3500, 4500),
+        ("dev0", "0S0@1", 4500, 4700),
+        ("dev0->dev1", "0SEND_F0@1", 4500, 5600),
+        ("dev0", "0B0@1", 4700, 6700),
+        ("dev1", "1U0@0", 5100, 5400),
+        ("dev1->dev0", "1SEND_B0@0", 5100, 6200),
+        ("dev1", "1F0@1", 5600, 6600),
+        ("dev1", "1B0@1", 6600, 8600),
+        ("dev0", "0T0@0", 6700, 7100),  # target of step 0 arrived at 6200; the oldest step runs first
+        ("dev0", "0U0@1", 7100, 7400),
+        ("dev1", "1U0@1", 8600, 8900),
+        ("dev1->dev0", "1SEND_B0@1", 8600, 9700),
+        ("dev0", "0T0@1", 9700, 10100),
+    ]
+
+
+def test_user_pipeline_schedule_runs_like_gpipe(two):
+    profile, hw = two
+    mine = pipeline_schedule("mine", {0: ["F0", "F1", "B0", "B1"], 1: ["F0", "F1", "B0", "B1"]})
+    ours = simulate(profile, hw, mine, steps=2, baseline=False)
+    gpipe = simulate(profile, hw, "gpipe", steps=2, microbatches=2, baseline=False)
+    assert ours.events() == gpipe.events()
+
+
+def test_deadlocking_schedule_names_the_stuck_ops(two):
+    profile, hw = two
+    bad = pipeline_schedule("bad", {0: ["B0", "F0"], 1: ["F0", "B0"]})
+    with pytest.raises(SimError) as err:
+        simulate(profile, hw, bad, steps=1, baseline=False)
+    message = str(err.value)
+    assert "schedule cannot finish: 8 of 8 ops never ran (method bad)" in message
+    assert "dev0 waits to run 0B0@0, which needs 0F0@0, 1SEND_B0@0" in message
+    assert "dev1 waits to run 1F0@0, which needs 0SEND_F0@0" in message
+
+
+def test_dependency_cycle_in_a_ready_queue_is_reported_not_dropped(two):
+    profile, hw = two
+    options = SimOptions(steps=1, microbatches=1)
+    graph = build_graph(profile, hw, get_sim_method("dni"), options)
+    first_forward = graph.op.index("F")
+    graph.deps[first_forward] += (len(graph.op) - 1,)  # F of stage 0 now waits for the last op
+    with pytest.raises(SimError, match=r"ops never ran .*\n.*stuck ops: 0F0@0"):
+        Engine(graph, graph.durations(0)).run()
+
+
+def test_static_order_must_hold_each_op_once(two):
+    profile, hw = two
+    options = SimOptions(steps=1, microbatches=1)
+    graph = build_graph(profile, hw, get_sim_method("naive"), options)
+    graph.servers[0].order.pop()
+    with pytest.raises(SimError, match=r"0U0@0 appears 0 times in dev0's order"):
+        Engine(graph, graph.durations(0))
+
+
+def test_bad_action_text_and_microbatch_are_errors(two):
+    profile, hw = two
+    with pytest.raises(SimError, match="cannot read pipeline action 'X0'"):
+        pipeline_schedule("x", {0: ["X0"]})
+    with pytest.raises(SimError, match="lists ranks \\[0\\] but the machine uses 2 ranks"):
+        simulate(profile, hw, pipeline_schedule("short", {0: ["F0", "B0"]}), steps=1, baseline=False)
+
+
+def test_same_seed_same_trace_other_seed_other_trace(profile_factory):
+    profile = profile_factory(4)
+    a = simulate(profile, "cluster-10gbe-stragglers", "dni", steps=30, seed=1, baseline=False)
+    b = simulate(profile, "cluster-10gbe-stragglers", "dni", steps=30, seed=1, baseline=False)
+    c = simulate(profile, "cluster-10gbe-stragglers", "dni", steps=30, seed=2, baseline=False)
+    assert a.trace.equals(b.trace)
+    assert not a.trace.equals(c.trace)
+
+
+def test_times_are_integer_nanoseconds(profile_factory):
+    result = simulate(profile_factory(3), "cluster-ib-hdr", "1f1b", steps=2, baseline=False)
+    assert str(result.trace["start_ns"].dtype) == "int64" and str(result.trace["end_ns"].dtype) == "int64"
+    assert isinstance(result.summary["makespan_ns"], int)
