@@ -1,0 +1,109 @@
+"""Tables and figures of the recurrent-DNI benchmark (``benchmarks/rnn_tasks.py``).
+
+    results = pd.read_csv("docs/results/rnn_tasks/results.csv")
+    print(longest_solved_table(results))            # the paper's Table 2 layout, copy tasks
+    print(bpc_table(results))                       # bits per character against T
+    plot_two_rnn(pd.read_csv(".../two_rnn_metrics.csv"), "docs/figures/rnn/two_rnn")
+
+``results`` has one row per run: ``task``, ``method``, ``truncation`` and the run's summary
+numbers (``longest_solved`` for the copy tasks, ``valid_bpc`` for language modelling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.style import plt, save_figure, use_paper_style
+
+#: Column order and display names of the three recurrent methods.
+METHOD_NAMES = {"bptt": "BPTT", "dni": "DNI", "dni-aux": "DNI+Aux"}
+#: Display names of the two-RNN variants.
+VARIANT_NAMES = {
+    "dni": "DNI (synthesizer sees message + B's target)",
+    "dni-nocontext": "DNI (synthesizer sees message only)",
+    "bptt": "true gradient from B (locked)",
+    "none": "no gradient from B (ablation)",
+}
+
+
+def _wide(results: pd.DataFrame, tasks: list[str], value: str, fmt: str) -> str:
+    """Markdown table: one row per (task, method), one column per truncation T."""
+    rows = results[results.task.isin(tasks)]
+    methods = [m for m in METHOD_NAMES if m in set(rows.method)]
+    truncations = sorted(int(t) for t in rows.truncation.unique())
+    header = ["task", "method"] + [f"T={t}" for t in truncations]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in tasks:
+        for method in methods:
+            cells = [task, METHOD_NAMES[method]]
+            for t in truncations:
+                hit = rows[(rows.task == task) & (rows.method == method) & (rows.truncation == t)]
+                cells.append(format(hit[value].iloc[0], fmt) if len(hit) else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def longest_solved_table(results: pd.DataFrame) -> str:
+    """Copy / Repeat Copy: the longest sequence length solved, per method and T (higher is better)."""
+    return _wide(results, [t for t in ("copy", "repeat-copy") if t in set(results.task)], "longest_solved", ".0f")
+
+
+def bpc_table(results: pd.DataFrame) -> str:
+    """Character-level LM: validation bits per character, per method and T (lower is better)."""
+    return _wide(results, ["charlm"], "valid_bpc", ".3f")
+
+
+def two_rnn_table(results: pd.DataFrame) -> str:
+    """Final held-out accuracy of A and B for each two-RNN variant."""
+    rows = results[results.task == "two-rnn"]
+    lines = ["| variant | A: count of 3s | B: odd digits | B's majority guess |", "|---|---|---|---|"]
+    for _, row in rows.iterrows():
+        name = VARIANT_NAMES.get(row.variant, row.variant)
+        lines.append(f"| {name} | {row.test_accuracy_a:.3f} | {row.test_accuracy_b:.3f} | {row.chance_b:.3f} |")
+    return "\n".join(lines)
+
+
+def plot_two_rnn(metrics: pd.DataFrame, stem: str | Path, chance_b: float | None = None) -> list[Path]:
+    """Held-out accuracy of network A and network B over training, one line per variant.
+
+    ``metrics`` holds the runs' metric rows with a ``variant`` column; only ``split == "test"``
+    rows are drawn. ``chance_b`` draws B's majority-guess accuracy as a dashed line.
+    """
+    use_paper_style()
+    test = metrics[metrics.split == "test"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for ax, network, title in zip(axes, ("A", "B"), ("A: how many 3s so far (every tick)", "B: how many odd digits A saw (every N ticks)")):
+        for variant, rows in test[test.network == network].groupby("variant", sort=False):
+            ax.plot(rows.step, rows.accuracy, label=VARIANT_NAMES.get(variant, variant))
+        if network == "B" and chance_b is not None:
+            ax.axhline(chance_b, color="grey", linestyle="--", linewidth=1, label="majority guess")
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("held-out accuracy")
+    handles, labels = axes[1].get_legend_handles_labels()
+    axes[0].legend(handles, labels, loc="lower right", fontsize="small")  # A's panel is empty down there
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def plot_rnn_tables(results: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Longest copy length solved and validation BPC against T, one line per method."""
+    use_paper_style()
+    panels = [(t, "longest_solved", "longest length solved") for t in ("copy", "repeat-copy") if t in set(results.task)]
+    panels += [("charlm", "valid_bpc", "validation bits per character")] if "charlm" in set(results.task) else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (task, value, label) in zip(axes[0], panels):
+        rows = results[results.task == task]
+        for method, name in METHOD_NAMES.items():
+            line = rows[rows.method == method].sort_values("truncation")
+            if len(line):
+                ax.plot(line.truncation, line[value], marker="o", label=name)
+        ax.set_title(task)
+        ax.set_xlabel("truncation T")
+        ax.set_ylabel(label)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, stem)
