@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     common.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<task>-<method>)")
     common.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (1 is often fastest for small models)"
+    )
     common.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt (its config)")
     common.add_argument(
         "--profile", action="store_true", help="time every op of the run: writes --out/profile.json and trace.json"
@@ -81,6 +84,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sglab train``."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.task != CLASSIFY:
         return _rnn_cli().run(args)
     from sglab.train.loop import train
