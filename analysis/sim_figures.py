@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.style import save_figure  # noqa: E402,F401  (re-exported: figure callers import it from here)
 from sglab.ops import ALL_OPS, OP_MEANING  # noqa: E402
 
 #: One colour per op, shared by every figure.
@@ -23,19 +24,6 @@ OP_COLORS = dict(zip(ALL_OPS, [
     "#a6cee3", "#1f78b4", "#fdbf6f", "#e31a1c", "#fb9a99", "#fb9a99", "#33a02c", "#cab2d6", "#ff7f00",
     "#b2df8a", "#b2df8a", "#6a3d9a", "#6a3d9a",
 ]))
-
-
-def save_figure(fig: plt.Figure, path: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats``; returns the paths written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, dpi=150, bbox_inches="tight")
-        written.append(target)
-    plt.close(fig)
-    return written
 
 
 def gantt(trace: pd.DataFrame, max_steps: int | None = None, title: str | None = None,

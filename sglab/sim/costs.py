@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sglab.ops import OP_MEANING
+from sglab.profile.graphtxt import balanced_boundaries
 from sglab.profile.schema import CostProfile, StageCost
 from sglab.sim.errors import SimError
 
@@ -69,34 +70,13 @@ def regroup(profile: CostProfile, num_stages: int, balance: str = "cost") -> Cos
     if balance == "count":
         cuts = [j * len(layers) // num_stages for j in range(num_stages + 1)]
     elif balance == "cost":
-        cuts = _balanced_cuts([sum(s.times_ns[o] for o in ("F", "B", "U")) for s in layers], num_stages)
+        work = [sum(s.times_ns[o] for o in ("F", "B", "U")) for s in layers]
+        cuts = balanced_boundaries(work, num_stages) + [len(layers)]
     else:
         raise SimError(f"balance must be 'cost' or 'count', got {balance!r}")
     stages = [_merge(layers[a:b], j) for j, (a, b) in enumerate(zip(cuts, cuts[1:]))]
     model = {**profile.model, "num_stages": num_stages, "regrouped_from": len(layers)}
     return replace(profile, model=model, stages=stages)
-
-
-def _balanced_cuts(costs: list[int], parts: int) -> list[int]:
-    """Boundaries splitting ``costs`` into ``parts`` contiguous runs with the smallest maximum sum."""
-    n = len(costs)
-    prefix = [0]
-    for c in costs:
-        prefix.append(prefix[-1] + c)
-    inf = float("inf")
-    best = [[inf] * (n + 1) for _ in range(parts + 1)]
-    cut = [[0] * (n + 1) for _ in range(parts + 1)]
-    best[0][0] = 0
-    for p in range(1, parts + 1):
-        for end in range(p, n + 1):
-            for start in range(p - 1, end):
-                value = max(best[p - 1][start], prefix[end] - prefix[start])
-                if value < best[p][end]:
-                    best[p][end], cut[p][end] = value, start
-    cuts = [n]
-    for p in range(parts, 0, -1):
-        cuts.append(cut[p][cuts[-1]])
-    return cuts[::-1]
 
 
 def _merge(group: list[StageCost], index: int) -> StageCost:
