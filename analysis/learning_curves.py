@@ -24,17 +24,20 @@ def load_runs(run_dirs: list[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_learning_curves(metrics: pd.DataFrame, stem: str | Path, hue: str = "method") -> list[Path]:
-    """Training loss (left) and test error (right) against step, one line per ``hue``."""
+def plot_learning_curves(
+    metrics: pd.DataFrame, stem: str | Path, hue: str = "method", style: str | None = None
+) -> list[Path]:
+    """Training loss (left) and test error (right) against step, one line per ``hue`` (and ``style``)."""
     use_paper_style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     train_rows = metrics[metrics["kind"] == "train"]
     eval_rows = metrics[metrics["kind"] == "eval"]
-    sns.lineplot(data=train_rows, x="step", y="loss", hue=hue, ax=left)
-    sns.lineplot(data=eval_rows, x="step", y="test_error", hue=hue, marker="o", ax=right)
+    sns.lineplot(data=train_rows, x="step", y="loss", hue=hue, style=style, ax=left, legend=False)
+    sns.lineplot(data=eval_rows, x="step", y="test_error", hue=hue, style=style, marker="o", ax=right)
     left.set(title="training loss", ylabel="cross-entropy", yscale="log")
     right.set(title="test error", ylabel="error rate")
     right.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    sns.move_legend(right, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.tight_layout()
     return save_figure(fig, stem)
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from analysis.learning_curves import load_runs, plot_learning_curves
 from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.train.config import TrainConfig
 
@@ -139,9 +140,16 @@ def main(argv: list[str] | None = None) -> None:
     runs = pd.DataFrame([results[i] for i in range(len(todo))])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "runs.csv", runs.to_csv(index=False))
+    figure_runs = [args.out / "runs" / f"{c.model}{c.layers}-{c.method}" for c in todo]
+    plot_learning_curves(load_runs(figure_runs), args.out / "learning_curves", hue="method", style="layers")
     table = markdown_table(runs)
     atomic_write_text(args.out / "table.md", table + "\n")
-    record = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_time_s": time.perf_counter() - started}
+    record = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "wall_time_s": time.perf_counter() - started,
+        "runs_trained_by_this_invocation": len(futures),
+        "runs_reused_from_earlier_invocations": len(todo) - len(futures),
+    }
     atomic_write_json(args.out / "provenance.json", {**record, **provenance()})
     print(table)
 
