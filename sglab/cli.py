@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from sglab.errors import SglabError
+
 #: Modules that provide a ``register(subparsers)``; order is the order in ``sglab --help``.
 COMMAND_MODULES = (
     "sglab.train.cli",
@@ -57,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sglab {args.command}: error: {err}", file=sys.stderr)
         return 1
 
-
-from sglab.errors import SglabError  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

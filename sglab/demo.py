@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sglab.io import atomic_write_json, atomic_write_text, provenance
@@ -55,7 +55,7 @@ def run_demo(config: DemoConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset("embedded")
     started = time.perf_counter()
-    report: dict = {"demo_config": vars(config) | {}, **provenance()}
+    report: dict = {"demo_config": asdict(config), **provenance()}
     report["training"] = _train_and_compare(config, dataset, out)
     report["profile"] = _profile(config, dataset, out)
     report["simulation"] = _simulate(out, report["profile"])
@@ -84,6 +84,7 @@ def _train_and_compare(config: DemoConfig, dataset, out: Path) -> dict:
 def _profile(config: DemoConfig, dataset, out: Path) -> dict:
     from sglab.profile import demo_profile
 
+    # "unlocked" runs every op kind (SI and TI too), so one profile can drive every simulated method.
     profile = demo_profile(replace(config.train_config("unlocked"), steps=0), out, dataset=dataset)
     rows = []
     for stage in profile.stages:

@@ -9,7 +9,7 @@ that graph; the simulator adds cross-step and pipeline dependencies on top of it
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from sglab.ops import Action
@@ -176,7 +176,5 @@ def get_method(name: str, update_prob: float | None = None) -> Method:
     except KeyError:
         raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
     if update_prob is not None and update_prob != method.update_prob:
-        from dataclasses import replace
-
         method = replace(method, update_prob=update_prob)
     return method
