@@ -81,3 +81,8 @@ class Action:
     def rank(self) -> int:
         """Position of the op in :data:`ALL_OPS`, for stable ordering."""
         return ALL_OPS.index(self.op)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """``(stage, op rank, microbatch)``: the order in which ties between ready ops are broken."""
+        return (self.stage, ALL_OPS.index(self.op), self.microbatch)

@@ -11,6 +11,7 @@ which is what removes forward locking.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -156,3 +157,45 @@ class InputSynthesizer(nn.Module):
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Float one-hot context ``c`` for cDNI."""
     return F.one_hot(labels, num_classes).to(torch.get_default_dtype())
+
+
+#: A recurrent state: ``(h, c)`` for an LSTM, ``(h,)`` for a GRU or a vanilla RNN.
+State = tuple[torch.Tensor, ...]
+
+
+def flatten_state(state: State) -> torch.Tensor:
+    """The state's tensors side by side, ``(batch, sum of sizes)``."""
+    return torch.cat(state, dim=1) if len(state) > 1 else state[0]
+
+
+def split_state(flat: torch.Tensor, sizes: Sequence[int]) -> State:
+    """Inverse of :func:`flatten_state` for tensors of widths ``sizes``."""
+    return tuple(torch.split(flat, list(sizes), dim=1))
+
+
+class StateSynthesizer(nn.Module):
+    """``M(s) ≈ ∂L_future/∂s`` for a recurrent state ``s``: an :class:`MLPSynthesizer` on the
+    state's tensors side by side (zero-initialised, so the first synthetic gradient is exactly 0),
+    its output split back into one gradient per tensor.
+
+    Args:
+        state_sizes: width of each state tensor, e.g. ``(hidden, hidden)`` for an LSTM.
+        hidden_layers: 0 for the linear synthesizer (the paper's choice for RNNs); more gives
+            an MLP with ``width`` units per hidden layer.
+        width: hidden-layer width of the MLP variant.
+    """
+
+    def __init__(self, state_sizes: Sequence[int], hidden_layers: int = 0, width: int = 256):
+        super().__init__()
+        if not state_sizes or any(size < 1 for size in state_sizes):
+            raise ValueError(f"state_sizes must be positive widths, got {tuple(state_sizes)}")
+        self.state_sizes = tuple(int(size) for size in state_sizes)
+        self.net = MLPSynthesizer((sum(self.state_sizes),), hidden_layers=hidden_layers, width=width)
+
+    def forward_flat(self, state: State) -> torch.Tensor:
+        """The prediction as one ``(batch, sum of sizes)`` tensor (the regression's output)."""
+        return self.net(flatten_state(state))
+
+    def forward(self, state: State, context: torch.Tensor | None = None) -> State:
+        """Predicted per-sequence gradient, one tensor per state tensor (a state synthesizer has no context)."""
+        return split_state(self.forward_flat(state), self.state_sizes)

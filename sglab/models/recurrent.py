@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sglab.rnn.synthesizer import State, flatten_state
+from sglab.dni.synthesizers import State, flatten_state
 
 #: Recurrent cores a network can be built on.
 CORES = ("lstm", "gru", "rnn")

@@ -1,0 +1,167 @@
+"""One training step of a method over a feed-forward chain of stages, op by op.
+
+The runner executes exactly the ops of ``method.step_graph`` in its topological order, each
+by a call of :mod:`sglab.exec.ops`; backprop, DNI, cDNI, stochastic updates and unlocking,
+and complete unlocking are the same runner over different dependency sets: backward locking
+is simply ``B_i`` taking its output gradient from ``B_{i+1}`` instead of from ``S_i``.
+Each op runs inside ``observer.op(action)``, and an observer that wants them sees its tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sglab.dni.interface import Interface
+from sglab.dni.synthesizers import one_hot
+from sglab.exec import ops
+from sglab.exec.observe import Observer, as_observer
+from sglab.methods import Chain, Method
+
+#: ``criterion(output, y) -> (loss, error)``: the last stage's loss and its batch error rate.
+Criterion = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def classification(output: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy and the fraction of wrong argmax predictions."""
+    return F.cross_entropy(output, y), (output.detach().argmax(1) != y).float().mean()
+
+
+@dataclass
+class StepResult:
+    """What one step produced: the loss, the batch error and each interface's synthesizer loss."""
+
+    loss: float
+    error: float
+    synth_loss: dict[int, float] = field(default_factory=dict)
+    input_loss: dict[int, float] = field(default_factory=dict)
+    active: tuple[bool, ...] = ()
+    locked: tuple[bool, ...] = ()
+
+
+class _Wires:
+    """Tensors passed between the ops of one step."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, context: torch.Tensor | None):
+        self.x, self.y, self.context = x, y, context
+        self.inputs: dict[int, torch.Tensor] = {}  # stage -> its input leaf (grad = its input gradient)
+        self.outputs: dict[int, torch.Tensor] = {}  # stage -> h_i
+        self.synthetic_grads: dict[int, torch.Tensor] = {}  # stage -> δ̂_i (with graph, for T)
+        self.synthetic_inputs: dict[int, torch.Tensor] = {}  # stage -> ĥ_{i-1} (with graph, for TI)
+        self.loss: torch.Tensor | None = None
+        self.result = StepResult(loss=float("nan"), error=float("nan"))
+
+
+class ChainRunner:
+    """Runs training steps of ``method`` on ``stages`` with one optimizer per stage.
+
+    ``interfaces[i]`` sits between stage ``i`` and ``i+1`` (``K-1`` of them); they are needed
+    only by methods with synthetic gradients or inputs.
+    """
+
+    def __init__(self, stages: nn.ModuleList, method: Method, optimizers: list[torch.optim.Optimizer],
+                 interfaces: list[Interface] | None = None, num_classes: int = 10, synth_loss_weight: float = 1.0,
+                 generator: torch.Generator | None = None, criterion: Criterion = classification):
+        self.stages, self.method, self.optimizers = stages, method, optimizers
+        self.interfaces = interfaces or []
+        self.num_classes, self.synth_loss_weight, self.criterion = num_classes, synth_loss_weight, criterion
+        self.generator = generator or torch.Generator().manual_seed(0)
+        self.num_stages = len(stages)
+        self.chain = Chain(self.num_stages)
+        self._check()
+        self._order = lru_cache(maxsize=None)(lambda active, locked: method.step_order(self.chain, active, locked))
+        self._learns = [method.learns(i, self.chain) for i in range(self.num_stages)]
+        self._input_grad = method.gradient in ("true", "synthetic")  # someone reads each stage's input gradient
+        self._steps = 0
+
+    def _check(self) -> None:
+        if len(self.optimizers) != self.num_stages:
+            raise ValueError(f"need one optimizer per stage: {len(self.optimizers)} for {self.num_stages} stages")
+        needs = self.method.synthetic_gradients or self.method.synthetic_inputs
+        if needs and len(self.interfaces) != self.num_stages - 1:
+            raise ValueError(f"method {self.method.name} needs {self.num_stages - 1} interfaces, got {len(self.interfaces)}")
+
+    def sample_active(self) -> tuple[bool, ...]:
+        """Which stages run B and U this step (all, unless the method updates stochastically)."""
+        if self.method.update_prob >= 1.0:
+            return (True,) * self.num_stages
+        return self.method.active(torch.rand(self.num_stages, generator=self.generator).tolist())
+
+    def sample_locked(self) -> tuple[bool, ...]:
+        """Which interfaces wait for the true gradient this step (none, unless unlocking is stochastic)."""
+        if self.method.unlock_prob >= 1.0 or self.num_stages < 2:
+            return (False,) * self.num_stages
+        return self.method.locked(torch.rand(self.num_stages - 1, generator=self.generator).tolist()) + (False,)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, observer: Observer | None = None) -> StepResult:
+        """Run one training step on the batch ``(x, y)``."""
+        observer = as_observer(observer)
+        observer.begin_step(self._steps)
+        self._steps += 1
+        context = one_hot(y, self.num_classes).to(x.device) if self.method.context else None
+        wires = _Wires(x, y, context)
+        wires.result.active = active = self.sample_active()
+        wires.result.locked = locked = self.sample_locked()
+        for action in self._order(active, locked):
+            with observer.op(action):
+                seen = getattr(self, "_" + action.op)(action.stage, wires)
+            if observer.wants_tensors:
+                observer.tensors(action, {k: v.detach() for k, v in seen.items() if v is not None})
+        return wires.result
+
+    # ---- the ops: each gathers its tensors, calls sglab.exec.ops, stores what it made --------
+
+    def _SI(self, i: int, w: _Wires) -> dict:
+        predicted, w.inputs[i] = ops.synthetic_input(self.interfaces[i - 1].input_model, w.x, w.context)
+        w.synthetic_inputs[i] = predicted
+        return {"synthetic_input": predicted}
+
+    def _F(self, i: int, w: _Wires) -> dict:
+        if i == 0:
+            inp = w.x
+        elif i in w.inputs:  # a synthetic input from SI
+            inp = w.inputs[i]
+        else:
+            inp = w.inputs[i] = ops.input_leaf(w.outputs[i - 1], self._input_grad)
+        out = w.outputs[i] = ops.forward(self.stages[i], inp, learns=self._learns[i])
+        if i == self.num_stages - 1:
+            w.loss, error = self.criterion(out, w.y)
+            w.result.loss, w.result.error = float(w.loss.detach()), float(error)
+        return {"input": inp, "h": out}
+
+    def _S(self, i: int, w: _Wires) -> dict:
+        w.synthetic_grads[i] = ops.synthesize(self.interfaces[i].synthesizer, w.outputs[i], w.context)
+        return {"synthetic_gradient": w.synthetic_grads[i]}
+
+    def _B(self, i: int, w: _Wires) -> dict:
+        if i == self.num_stages - 1:
+            roots, grad = [w.loss], None
+        elif self.method.synthetic_gradients and not w.result.locked[i]:
+            roots, grad = [w.outputs[i]], w.synthetic_grads[i].detach()
+        else:
+            roots, grad = [w.outputs[i]], w.inputs[i + 1].grad
+        ops.backward(roots, None if grad is None else [grad], self.optimizers[i])
+        inp = w.inputs.get(i)
+        return {"output_gradient": grad, "input_gradient": None if inp is None else inp.grad}
+
+    def _U(self, i: int, w: _Wires) -> dict:
+        ops.update(self.optimizers[i])
+        return {}
+
+    def _T(self, i: int, w: _Wires) -> dict:
+        # Stage i+1's input gradient: the true one if i+1 is last, else bootstrapped through δ̂_{i+1}.
+        target, prediction = w.inputs[i + 1].grad, w.synthetic_grads[i]
+        w.result.synth_loss[i] = ops.train_synthesizer(prediction, target, self.interfaces[i].synthesizer_optimizer,
+                                                       self.synth_loss_weight)
+        return {"prediction": prediction, "target": target}
+
+    def _TI(self, i: int, w: _Wires) -> dict:
+        prediction, target = w.synthetic_inputs[i], w.outputs[i - 1]
+        w.result.input_loss[i - 1] = ops.train_synthesizer(prediction, target, self.interfaces[i - 1].input_optimizer)
+        return {"prediction": prediction, "target": target}
+

@@ -1,0 +1,124 @@
+"""Build each task's runner from its config: modules, synthesizers and optimizers, seeded by ``config.seed``.
+
+The order in which modules are made is the order in which they draw their initial weights
+from torch's generator, so it is part of what a seed means: keep it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sglab.config import ConfigError
+from sglab.dni.interface import Interface
+from sglab.dni.synthesizers import InputSynthesizer, MLPSynthesizer, StateSynthesizer, make_synthesizer
+from sglab.exec.chain import ChainRunner
+from sglab.exec.recurrent import RecurrentRunner
+from sglab.exec.two_rnn import TwoRNNRunner
+from sglab.methods import Method
+from sglab.models.chains import MODELS, output_shapes
+from sglab.models.recurrent import RecurrentNet
+from sglab.models.two_rnn import NetworkA, NetworkB
+from sglab.training.config import ClassifyConfig, RecurrentConfig, TwoRNNConfig
+
+
+def build_stages(config: ClassifyConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.ModuleList:
+    """The model of ``config`` as a chain of stages."""
+    if config.model == "fcn":
+        return MODELS["fcn"](input_shape, num_classes, config.layers, config.width)
+    return MODELS["cnn"](input_shape, num_classes, config.layers, config.channels)
+
+
+def synthesizer_kind(config: ClassifyConfig, shape: tuple[int, ...]) -> str:
+    """``auto`` resolves to ``conv`` for feature maps and ``mlp`` for vectors."""
+    if config.synthesizer != "auto":
+        if config.synthesizer == "conv" and len(shape) != 3:
+            raise ConfigError(f"config field 'synthesizer' is 'conv' but interface activations have shape {shape}")
+        return config.synthesizer
+    return "conv" if len(shape) == 3 else "mlp"
+
+
+def build_interfaces(
+    config: ClassifyConfig,
+    method: Method,
+    stages: nn.ModuleList,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+) -> list[Interface]:
+    """One interface per pair of stages with the synthesizers ``method`` needs (none for bprop)."""
+    if not (method.synthetic_gradients or method.synthetic_inputs):
+        return []
+    context_dim = num_classes if method.context else 0
+    synth_lr = config.synth_lr or config.lr
+    interfaces = []
+    for shape in output_shapes(stages, input_shape)[:-1]:
+        interface = Interface()
+        if method.synthetic_gradients:
+            kind = synthesizer_kind(config, shape)
+            width = config.synth_width if kind != "conv" else config.channels
+            interface.synthesizer = make_synthesizer(kind, shape, config.synth_hidden_layers, width, context_dim)
+            interface.synthesizer_optimizer = torch.optim.Adam(interface.synthesizer.parameters(), lr=synth_lr)
+        if method.synthetic_inputs:
+            width = config.synth_width if len(shape) != 3 else config.channels
+            model = InputSynthesizer(input_shape, shape, config.input_model_hidden_layers, width, context_dim)
+            interface.input_model = model
+            interface.input_optimizer = torch.optim.Adam(model.parameters(), lr=synth_lr)
+        interfaces.append(interface)
+    return interfaces
+
+
+def build_chain(config: ClassifyConfig, input_shape: tuple[int, ...], num_classes: int,
+                device: torch.device | str = "cpu") -> ChainRunner:
+    """Stages, interfaces, optimizers and chain runner for ``config``."""
+    torch.manual_seed(config.seed)
+    method = config.resolved_method()
+    stages = build_stages(config, input_shape, num_classes)
+    interfaces = build_interfaces(config, method, stages, input_shape, num_classes)
+    stages.to(device)
+    for interface in interfaces:
+        for module in interface.modules().values():
+            module.to(device)
+    optimizers = [torch.optim.Adam(stage.parameters(), lr=config.lr) for stage in stages]
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    return ChainRunner(stages, method, optimizers, interfaces, num_classes, config.synth_loss_weight, generator)
+
+
+def make_adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused where this torch supports it: recurrent training updates every few ticks, so
+    the optimizer's per-step overhead is a large share of the time on small cores."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused kernel
+        return torch.optim.Adam(params, lr=lr)
+
+
+def build_recurrent(config: RecurrentConfig, input_size: int, output_size: int,
+                    device: torch.device | str = "cpu") -> RecurrentRunner:
+    """The network, its state synthesizer (for synthetic gradients) and their optimizers."""
+    torch.manual_seed(config.seed)
+    method = config.resolved_method()
+    model = RecurrentNet(input_size, config.hidden, output_size, config.core, aux=method.aux).to(device)
+    optimizer = make_adam(model.parameters(), config.lr)
+    synthesizer = synth_optimizer = None
+    if method.synthetic_gradients:
+        synthesizer = StateSynthesizer(model.state_sizes, config.synth_hidden_layers, config.synth_width).to(device)
+        synth_optimizer = make_adam(synthesizer.parameters(), config.synth_lr or config.lr)
+    return RecurrentRunner(model, method, optimizer, synthesizer, synth_optimizer, truncation=config.truncation,
+                           synth_scale=config.synth_scale, aux_weight=config.aux_weight, clip=config.clip)
+
+
+def build_two_rnn(config: TwoRNNConfig, pixels: int, device: torch.device | str = "cpu") -> TwoRNNRunner:
+    """Networks A and B, A's message synthesizer (for synthetic gradients) and their optimizers."""
+    torch.manual_seed(config.seed)
+    method = config.resolved_method()
+    a = NetworkA(pixels, config.encoder_hidden, config.hidden_a, config.episode_ticks + 1, config.message_size).to(device)
+    b = NetworkB(config.message_size, config.hidden_b, config.tick_ratio + 1).to(device)
+    opt_a, opt_b = make_adam(a.parameters(), config.lr), make_adam(b.parameters(), config.lr)
+    synthesizer = synth_optimizer = None
+    if method.synthetic_gradients:
+        context = config.tick_ratio + 1 if method.context else 0
+        synthesizer = MLPSynthesizer((config.message_size,), context_dim=context).to(device)
+        synth_optimizer = make_adam(synthesizer.parameters(), config.synth_lr or config.lr)
+    return TwoRNNRunner(a, b, method, opt_a, opt_b, synthesizer, synth_optimizer, tick_ratio=config.tick_ratio,
+                        synth_scale=config.synth_scale)

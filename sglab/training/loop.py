@@ -1,0 +1,170 @@
+"""Train any task with a method: the loop a newcomer can read top to bottom.
+
+    result = train(ClassifyConfig(method="dni", steps=500), "runs/dni")
+    result = train(CopyConfig(method="dni", truncation=3), "runs/copy")
+
+writes ``config.json`` (config, seed, versions, device, data), ``metrics.csv`` (one row per
+logged step and per evaluation), ``checkpoint.pt`` (at every evaluation) and ``summary.json``,
+all atomically. A task is a :class:`~sglab.training.session.Session`; the loop is the same for
+every one:
+
+- a non-finite or exploding training loss stops the run with a message, keeping the last good
+  checkpoint and writing the metrics so far;
+- a checkpoint is written only when the weights are finite and a loss computed with them
+  (:meth:`Session.judge_loss`) is finite and below the divergence limit;
+- ``resume=True`` continues from the checkpoint and gives the uninterrupted run's result
+  bitwise; it is an error without a checkpoint, or when the config differs from the
+  checkpoint's in anything but :attr:`RunConfig.RESUMABLE` (steps, eval_every, log_every).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from sglab.config import ConfigError, resolve_device
+from sglab.errors import SglabError
+from sglab.exec.observe import Observer
+from sglab.io import provenance
+from sglab.training.config import ClassifyConfig, CharLMConfig, CopyConfig, RunConfig, TwoRNNConfig, make_config
+from sglab.training.run_dir import RunDir
+from sglab.training.session import Session, finite
+
+if TYPE_CHECKING:
+    from sglab.data import Dataset
+
+
+class TrainingDiverged(SglabError):
+    """The loss became non-finite or exploded; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the run directory, the summary and the metric rows."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+
+def make_session(config: RunConfig, device, dataset: Dataset | None = None) -> Session:
+    """The session of ``config``'s task (``dataset`` replaces a classification config's data)."""
+    from sglab.training.classify import ClassifySession
+    from sglab.training.sequences import CharLMSession, CopySession
+    from sglab.training.two_rnn import TwoRNNSession
+
+    if isinstance(config, ClassifyConfig):
+        return ClassifySession(config, device, dataset)
+    if isinstance(config, CopyConfig):
+        return CopySession(config, device)
+    if isinstance(config, CharLMConfig):
+        return CharLMSession(config, device)
+    if isinstance(config, TwoRNNConfig):
+        return TwoRNNSession(config, device)
+    raise ConfigError(f"no task runs a {type(config).__name__}")
+
+
+def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          dataset: Dataset | None = None, observer: Observer | None = None) -> TrainResult:
+    """Train ``config`` and write its run directory; see the module docstring."""
+    config.validate()
+    run = RunDir(out_dir).open()
+    device = resolve_device(config.device)
+    checkpoint = run.load_checkpoint(device) if resume else None
+    if checkpoint is not None:
+        check_resumable(config, checkpoint)
+    session = make_session(config, device, dataset)
+    start, elapsed, rows, history = 0, 0.0, [], []
+    if checkpoint is not None:
+        session.load_state_dict(checkpoint["session"])
+        start, elapsed, rows = checkpoint["step"], checkpoint["elapsed_s"], checkpoint["metrics"]
+        history = checkpoint.get("history", []) + [{"resumed_at_step": start, "steps": config.steps,
+                                                    "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+    run.write_config(_config_record(config, session, device, history))
+
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, unit="step",
+               desc=f"{config.task_name} {config.method}")
+    last_good, step = start, start
+    for step in range(start + 1, config.steps + 1):
+        if session.finished:
+            step -= 1
+            break
+        if step - 1 in config.lr_milestones:
+            session.scale_learning_rates(config.lr_gamma)
+        tick = time.perf_counter()
+        row = session.step(step, observer)
+        elapsed += time.perf_counter() - tick
+        final = step == config.steps or session.finished
+        if step % config.log_every == 0 or final or not _sane(row["loss"], config):
+            rows.append({"kind": "train", "step": step, "time_s": elapsed, **row})
+        if not _sane(row["loss"], config):
+            _stop(run, config, session, rows, step, elapsed, last_good, f"loss became {row['loss']}", bar)
+        if step % config.eval_every == 0 or final:
+            evaluation = session.evaluate(step)
+            rows += [{"kind": "eval", "step": step, "time_s": elapsed, **r} for r in evaluation]
+            judged = session.judge_loss(evaluation)
+            if not _sane(judged, config) or not session.weights_finite():
+                what = "the weights became non-finite" if not session.weights_finite() else f"the evaluated loss became {judged}"
+                _stop(run, config, session, rows, step, elapsed, last_good, what, bar)
+            _save(run, config, session, step, elapsed, rows, history)
+            last_good = step
+        bar.update(1)
+        bar.set_postfix(session.postfix(row))
+    bar.close()
+    summary = _summary(config, session, rows, step, elapsed, "completed", last_good)
+    run.write_metrics(rows)
+    run.write_summary(summary)
+    return TrainResult(run.path, summary, rows)
+
+
+def check_resumable(config: RunConfig, checkpoint: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming every field where ``config`` differs from the checkpoint's."""
+    if checkpoint.get("task") != config.task_name:
+        raise ConfigError(f"cannot resume: the checkpoint is of task {checkpoint.get('task')!r}, not {config.task_name!r}")
+    saved = make_config(checkpoint["task"], checkpoint["config"]).to_dict()
+    asked = config.to_dict()
+    differ = [f"{k} (checkpoint {saved[k]!r}, asked {asked[k]!r})" for k in asked
+              if k not in config.RESUMABLE and asked[k] != saved[k]]
+    if differ:
+        raise ConfigError(f"cannot resume: the config differs from the checkpoint in {', '.join(differ)}; only "
+                          f"{', '.join(config.RESUMABLE)} may change on resume (or start a new run elsewhere)")
+    if config.steps < checkpoint["step"]:
+        raise ConfigError(f"cannot resume: the checkpoint is at step {checkpoint['step']}, past steps={config.steps}; "
+                          f"ask for at least {checkpoint['step']} steps")
+
+
+def _sane(loss: float, config: RunConfig) -> bool:
+    return finite(loss) and loss <= config.divergence_loss
+
+
+def _config_record(config: RunConfig, session: Session, device, history: list) -> dict[str, Any]:
+    return {"task": config.task_name, "config": config.to_dict(), "seed": config.seed, "device": str(device),
+            **session.describe(), "resumed": history, **provenance()}
+
+
+def _save(run: RunDir, config: RunConfig, session: Session, step: int, elapsed: float, rows: list, history: list) -> None:
+    run.save_checkpoint({"task": config.task_name, "config": config.to_dict(), "step": step, "elapsed_s": elapsed,
+                         "metrics": rows, "history": history, "session": session.state_dict()})
+    run.write_metrics(rows)
+
+
+def _stop(run: RunDir, config: RunConfig, session: Session, rows: list, step: int, elapsed: float, last_good: int,
+          what: str, bar) -> None:
+    bar.close()
+    run.write_metrics(rows)
+    run.write_summary({**_summary(config, session, rows, step, elapsed, "diverged", last_good), "diverged_at_step": step})
+    kept = (f"the last good checkpoint (step {last_good}) is kept in {run.checkpoint}" if last_good
+            else "no checkpoint was written yet")
+    raise TrainingDiverged(f"{what} at step {step} (limit {config.divergence_loss:g}); training stopped and {kept}. "
+                           f"Try a smaller --lr (now {config.lr:g}).")
+
+
+def _summary(config: RunConfig, session: Session, rows: list, step: int, elapsed: float, status: str,
+             checkpoint_step: int) -> dict[str, Any]:
+    return {"status": status, "task": config.task_name, "method": config.method, "steps": step, "seed": config.seed,
+            "train_time_s": elapsed, "checkpoint_step": checkpoint_step, **session.summary(rows)}
