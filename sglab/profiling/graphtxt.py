@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sglab.profile.schema import CostProfile, Measurement, ProfileError, StageCost
+from sglab.costprofile import CostProfile, Measurement, ProfileError, StageCost
+from sglab.partition import balanced_boundaries
 
 _NODE_RE = re.compile(
     r"^(?P<id>\S+) -- (?P<desc>.*?) -- (?P<attrs>forward_compute_time=.*?)(?: -- stage_id=(?P<stage>\S+))?\s*$"
@@ -124,28 +125,6 @@ def _topological(nodes: dict[str, GraphNode], edges: list[tuple[str, str]], sour
     if len(order) != len(nodes):
         raise ProfileError(f"{source}: the edges contain a cycle through {sorted(set(nodes) - {n.node_id for n in order})}")
     return order
-
-
-def balanced_boundaries(costs: list[int], parts: int) -> list[int]:
-    """Start index of each of ``parts`` contiguous groups minimising the largest group sum."""
-    n = len(costs)
-    prefix = [0]
-    for cost in costs:
-        prefix.append(prefix[-1] + cost)
-    inf = float("inf")
-    best = [[inf] * (n + 1) for _ in range(parts + 1)]
-    cut = [[0] * (n + 1) for _ in range(parts + 1)]
-    best[0][0] = 0
-    for p in range(1, parts + 1):
-        for end in range(p, n + 1):
-            for start in range(p - 1, end):
-                value = max(best[p - 1][start], prefix[end] - prefix[start])
-                if value < best[p][end]:
-                    best[p][end], cut[p][end] = value, start
-    starts = [n]
-    for p in range(parts, 0, -1):
-        starts.append(cut[p][starts[-1]])
-    return starts[::-1][:-1]
 
 
 def import_graph_txt(

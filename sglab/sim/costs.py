@@ -10,11 +10,10 @@ Without the option, asking for a missing op is a :class:`SimError` naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sglab.ops import OP_MEANING
-from sglab.profile.graphtxt import balanced_boundaries
-from sglab.profile.schema import CostProfile, StageCost
+from sglab.costprofile import StageCost
 from sglab.sim.errors import SimError
 
 #: Ops a ``synth_cost_ratio`` may stand in for.
@@ -52,49 +51,3 @@ class CostModel:
             f"method {method!r} needs op {op} ({OP_MEANING[op]}) of stage {stage.index}, which the profile "
             f"did not measure (measured: {', '.join(stage.times_ns)}); profile it{hint}"
         )
-
-
-def regroup(profile: CostProfile, num_stages: int, balance: str = "cost") -> CostProfile:
-    """The profile with its layers merged into ``num_stages`` contiguous stages.
-
-    ``balance="cost"`` picks the split that minimises the largest stage's F+B+U (the pipeline's
-    bottleneck); ``"count"`` gives each stage the same number of layers. Merged F/B/U/I/W and
-    parameter bytes add up; S and T (and the interface bytes) are those of the group's last
-    layer, whose output interface the group keeps; SI and TI those of its first layer.
-    """
-    layers = profile.stages
-    if not 1 <= num_stages <= len(layers):
-        raise SimError(f"cannot split a {len(layers)}-stage profile into {num_stages} stages (1..{len(layers)})")
-    if num_stages == len(layers):
-        return profile
-    if balance == "count":
-        cuts = [j * len(layers) // num_stages for j in range(num_stages + 1)]
-    elif balance == "cost":
-        work = [sum(s.times_ns[o] for o in ("F", "B", "U")) for s in layers]
-        cuts = balanced_boundaries(work, num_stages) + [len(layers)]
-    else:
-        raise SimError(f"balance must be 'cost' or 'count', got {balance!r}")
-    stages = [_merge(layers[a:b], j) for j, (a, b) in enumerate(zip(cuts, cuts[1:]))]
-    model = {**profile.model, "num_stages": num_stages, "regrouped_from": len(layers)}
-    return replace(profile, model=model, stages=stages)
-
-
-def _merge(group: list[StageCost], index: int) -> StageCost:
-    first, last = group[0], group[-1]
-    times = {op: sum(s.times_ns[op] for s in group) for op in ("F", "B", "U", "I", "W")
-             if all(op in s.times_ns for s in group)}
-    times.update({op: last.times_ns[op] for op in ("S", "T") if op in last.times_ns})
-    times.update({op: first.times_ns[op] for op in ("SI", "TI") if op in first.times_ns})
-    merged = StageCost(
-        index=index,
-        name="+".join(s.name for s in group),
-        times_ns=times,
-        activation_bytes=last.activation_bytes,
-        gradient_bytes=last.gradient_bytes,
-        parameter_bytes=sum(s.parameter_bytes for s in group),
-    )
-    # Synthesizer sizes are optional profile fields: keep them where this schema has them.
-    for name, source in (("synthesizer_parameter_bytes", last), ("input_model_parameter_bytes", first)):
-        if hasattr(source, name):
-            setattr(merged, name, getattr(source, name))
-    return merged
