@@ -9,23 +9,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from sglab.methods import METHODS
+from sglab.cli import positive_int, read_config_file
+from sglab.methods import method_names
 from sglab.ops import COMPUTE_OPS
-from sglab.profile.schema import CostProfile, ProfileError
-from sglab.train.config import TrainConfig
+from sglab.costprofile import CostProfile, ProfileError
+from sglab.training.config import ClassifyConfig, make_config
 
-#: TrainConfig fields the command exposes as flags (flag name = field name with dashes).
+#: ClassifyConfig fields the command exposes as flags (flag name = field name with dashes).
 _CONFIG_FLAGS = {
     "model": dict(choices=["fcn", "cnn"]),
     "layers": dict(type=int, help="number of layers (= stages)"),
     "width": dict(type=int, help="FCN hidden width"),
     "channels": dict(type=int, help="CNN channels"),
-    "method": dict(help=f"training method: {', '.join(METHODS)} (default: dni)"),
+    "method": dict(help=f"training method: {', '.join(method_names('train'))} (default: dni)"),
     "synth_width": dict(type=int, help="synthesizer hidden width"),
     "synth_hidden_layers": dict(type=int),
     "batch_size": dict(type=int, help="minibatch (default 128)"),
@@ -46,25 +46,25 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    model = parser.add_argument_group("model and method (TrainConfig fields)")
+    model = parser.add_argument_group("model and method (ClassifyConfig fields)")
     for name, options in _CONFIG_FLAGS.items():
         model.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **options)
-    model.add_argument("--config", type=Path, help="JSON file of TrainConfig fields (flags override it)")
+    model.add_argument("--config", type=Path, help="JSON file of ClassifyConfig fields (flags override it)")
     how = parser.add_argument_group("measuring")
     how.add_argument("--mode", choices=["micro", "inrun"], default="micro",
                      help="micro: standalone micro-benchmark (default); inrun: time a real training run")
-    how.add_argument("--repeats", type=int, default=20, help="micro: timed repeats (default 20)")
+    how.add_argument("--repeats", type=positive_int, default=20, help="micro: timed repeats (default 20)")
     how.add_argument("--warmup", type=int, default=5, help="micro: untimed repeats; inrun: steps left out (default 5)")
     how.add_argument("--statistic", choices=["median", "min", "p10", "p25"], default="median",
                      help="what each time reports (default: median; spread is always the IQR)")
     how.add_argument("--clock", choices=["perf_counter", "thread_time"], default="perf_counter",
                      help="CPU clock: wall time (default) or this thread's CPU time (needs --threads 1)")
     how.add_argument("--no-split", action="store_true", help="micro: do not time I and W separately")
-    how.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    how.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     how.add_argument("--run-dir", type=Path, default=None, help="inrun: run directory (default: a temporary one)")
     graph = parser.add_argument_group("import instead of measuring")
     graph.add_argument("--from-graph", type=Path, help="PipeDream/DAPPLE graph.txt to import")
-    graph.add_argument("--stages", type=int, help="stages to group the graph's layers into (balanced by F+B)")
+    graph.add_argument("--stages", type=positive_int, help="stages to group the graph's layers into (balanced by F+B)")
     graph.add_argument("--boundaries", help="comma-separated positions or node ids where stages 1..K-1 start")
     graph.add_argument("--show", type=Path, help="validate and print an existing profile, nothing else")
     out = parser.add_argument_group("output")
@@ -74,14 +74,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from ``--config`` and the flags; profile defaults: dni, batch 128, 100 steps."""
+def config_from_args(args: argparse.Namespace) -> ClassifyConfig:
+    """ClassifyConfig from ``--config`` and the flags; profile defaults: dni, batch 128, 100 steps."""
     values = {"method": "dni", "batch_size": 128, "steps": 100}
     if args.config:
-        values.update(json.loads(args.config.read_text()))
-    known = {f.name for f in fields(TrainConfig)}
+        values.update(read_config_file(args.config))
+    known = {f.name for f in fields(ClassifyConfig)}
     values.update({k: getattr(args, k) for k in _CONFIG_FLAGS if k in known and getattr(args, k) is not None})
-    return TrainConfig.from_dict(values)
+    return make_config("classify", values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         profile = CostProfile.load(args.show)
     elif args.from_graph:
-        from sglab.profile.graphtxt import import_graph_txt
+        from sglab.profiling.graphtxt import import_graph_txt
 
         boundaries = args.boundaries.split(",") if args.boundaries else None
         profile = import_graph_txt(args.from_graph, args.batch_size or 1, stages=args.stages, boundaries=boundaries)
@@ -107,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
     if args.trace:
         if timer is None:
             raise ProfileError("--trace needs a measurement (not --show or --from-graph)")
-        from sglab.profile.chrome_trace import write_chrome_trace
+        from sglab.trace import write_chrome_trace
 
-        write_chrome_trace(args.trace, timer, profile.measurement.device_name)
+        write_chrome_trace(args.trace, timer.trace(), f"sglab profile on {profile.measurement.device_name}")
     print(format_profile(profile))
     for label, path in (("profile", args.out), ("trace", args.trace)):
         if path:
@@ -117,13 +117,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace, config: TrainConfig):
+def _measure(args: argparse.Namespace, config: ClassifyConfig):
     from sglab.data import load_dataset
-    from sglab.profile.timer import OpTimer
+    from sglab.profiling.timer import OpTimer
 
     data = load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test)
     if args.mode == "inrun":
-        from sglab.profile.inrun import profile_training
+        from sglab.profiling.inrun import profile_training
 
         if args.run_dir:
             return profile_training(config, args.run_dir, dataset=data, skip_steps=args.warmup, progress=not args.no_progress,
@@ -131,8 +131,8 @@ def _measure(args: argparse.Namespace, config: TrainConfig):
         with tempfile.TemporaryDirectory(prefix="sglab-profile-") as tmp:
             return profile_training(config, tmp, dataset=data, skip_steps=args.warmup, progress=not args.no_progress,
                                     statistic=args.statistic, clock=args.clock)
-    from sglab.profile.microbench import profile_model
-    from sglab.train.loop import resolve_device
+    from sglab.config import resolve_device
+    from sglab.profiling.microbench import profile_model
 
     device = resolve_device(config.device)
     timer = OpTimer(device, track_memory=device.type == "cuda", clock=args.clock)

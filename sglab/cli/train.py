@@ -1,122 +1,221 @@
-"""``sglab train``: train a feed-forward chain (``--task classify``) or a recurrent task with a method."""
+"""``sglab train``: train a task (classify, copy, repeat-copy, charlm, two-rnn) with a method into a run directory.
+
+    sglab train --method dni --layers 4 --steps 2000 --out runs/dni4
+    sglab train --task copy --method dni -T 3 --steps 1500 --out runs/copy-dni-T3
+    sglab train --resume --out runs/dni4 --steps 4000          # continue: the checkpoint's config, more steps
+
+Every flag sets the config field of the same name (see ``sglab.training.config``); a flag the
+task has no field for is an error. With ``--resume`` the config is the checkpoint's, and a flag
+that would change anything but ``--steps``, ``--eval-every`` or ``--log-every`` is an error
+naming it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from sglab.methods import METHODS
-from sglab.train.config import TrainConfig
+from sglab.cli import positive_int, read_config_file
+from sglab.config import ConfigError
+from sglab.methods import method_names
+from sglab.training.config import TASKS, config_fields
 
-CLASSIFY = "classify"
-
-
-def _rnn_cli():
-    """The recurrent tasks' CLI, when that part of sglab is installed."""
-    try:
-        from sglab.rnn import cli
-    except ImportError:
-        return None
-    return cli
+#: Flags that do not set a config field of the same name.
+_NOT_FIELDS = {"task", "out", "no_progress", "threads", "resume", "profile", "config", "aux", "no_b_gradient",
+               "no_synth_context", "func", "command", "debug"}
 
 
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
-    rnn = _rnn_cli()
-    tasks = [CLASSIFY, *(rnn.RNN_TASKS if rnn else ())]
     parser = subparsers.add_parser(
-        "train",
-        help="train a model with a method (bprop, dni, cdni, ...) and write a run directory",
-        description="Train with backprop or DNI and write config.json, metrics.csv, summary.json and "
-        "checkpoint.pt into --out. Feed-forward methods: " + ", ".join(METHODS) + ".",
-    )
-    common = parser.add_argument_group("common")
-    common.add_argument("--task", choices=tasks, default=CLASSIFY, help="what to learn (default: classify)")
-    common.add_argument("--method", default=None, help="training method (default: dni)")
-    common.add_argument("--steps", type=int, default=None, help="training steps (minibatches)")
+        "train", help="train a task with a method (bprop, dni, cdni, ...) and write a run directory",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = parser.add_argument_group("every task")
+    common.add_argument("--task", choices=list(TASKS), default=None, help="what to learn (default: classify, or the "
+                                                                           "checkpoint's with --resume)")
+    methods = {r: ", ".join(method_names(r)) for r in ("train", "recurrent", "two-rnn")}
+    common.add_argument("--method", default=None, help=f"classify: {methods['train']}; copy/charlm: {methods['recurrent']}; "
+                                                       f"two-rnn: {methods['two-rnn']}")
+    common.add_argument("--steps", type=positive_int, default=None, help="training steps (minibatches)")
     common.add_argument("--lr", type=float, default=None, help="Adam learning rate")
-    common.add_argument("--batch-size", type=int, default=None)
+    common.add_argument("--synth-lr", type=float, default=None, help="synthesizer learning rate (default: --lr)")
+    common.add_argument("--batch-size", type=positive_int, default=None)
     common.add_argument("--seed", type=int, default=None)
-    common.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<task>-<method>)")
-    common.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    common.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations and checkpoints")
+    common.add_argument("--log-every", type=positive_int, default=None, help="steps between training-metric rows")
+    common.add_argument("--synth-hidden-layers", type=int, default=None)
+    common.add_argument("--synth-width", type=int, default=None)
+    common.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<task>-<method>-...)")
+    common.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    common.add_argument("--config", type=Path, default=None, help="JSON file of config fields (flags override it)")
+    common.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    common.add_argument("--profile", action="store_true", help="time every op: --out/trace.csv and trace.json "
+                                                               "(Perfetto); classify also writes profile.json")
+    common.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is often fastest "
+                                                                           "for small models)")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
-    common.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (1 is often fastest for small models)"
-    )
-    common.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt (its config)")
-    common.add_argument(
-        "--profile", action="store_true", help="time every op of the run: writes --out/profile.json and trace.json"
-    )
-
-    ff = parser.add_argument_group("classify (feed-forward FCN / CNN)")
-    ff.add_argument("--dataset", default=None, help="embedded (default, offline), mnist, cifar10 or a .npz path")
-    ff.add_argument("--data-dir", default=None, help="where mnist/cifar10 files live (or $SGLAB_DATA_DIR)")
-    ff.add_argument("--download", action="store_true", help="download the dataset if missing (sha256-checked)")
-    ff.add_argument("--model", choices=["fcn", "cnn"], default=None)
-    ff.add_argument("--layers", type=int, default=None, help="number of layers (= stages)")
-    ff.add_argument("--update-prob", type=float, default=None, help="per-stage update probability (stochastic)")
-    ff.add_argument("--synthesizer", choices=["auto", "linear", "mlp", "conv"], default=None)
-    ff.add_argument("--synth-hidden-layers", type=int, default=None)
-    ff.add_argument("--synth-width", type=int, default=None)
-    ff.add_argument("--synth-loss-weight", type=float, default=None)
-    ff.add_argument("--eval-every", type=int, default=None)
-    ff.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
-    ff.add_argument("--config", type=Path, default=None, help="JSON file of TrainConfig fields (flags override it)")
-    if rnn:
-        rnn.add_arguments(parser.add_argument_group("recurrent tasks"))
+    _add_classify(parser.add_argument_group("classify (feed-forward FCN / CNN)"))
+    _add_recurrent(parser.add_argument_group("copy, repeat-copy, charlm (one recurrent network)"))
+    _add_two_rnn(parser.add_argument_group("two-rnn"))
     parser.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A TrainConfig from ``--config`` (if given) overridden by every flag that was set."""
-    values = json.loads(args.config.read_text()) if args.config else {}
-    names = {f.name for f in fields(TrainConfig)}
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None and value is not False:
-            values[name] = value
-    if "method" not in values:
+def _add_classify(group) -> None:
+    group.add_argument("--dataset", default=None, help="embedded (default, offline), mnist, cifar10 or a .npz path")
+    group.add_argument("--data-dir", default=None, help="where mnist/cifar10 files live (or $SGLAB_DATA_DIR)")
+    group.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
+    group.add_argument("--model", choices=["fcn", "cnn"], default=None)
+    group.add_argument("--layers", type=int, default=None, help="number of layers (= stages)")
+    group.add_argument("--width", type=int, default=None, help="FCN hidden width")
+    group.add_argument("--channels", type=int, default=None, help="CNN channels")
+    group.add_argument("--update-prob", type=float, default=None, help="per-stage update probability (stochastic)")
+    group.add_argument("--unlock-prob", type=float, default=None, help="probability of not waiting for the true "
+                                                                       "gradient (mixed)")
+    group.add_argument("--synthesizer", choices=["auto", "linear", "mlp", "conv"], default=None)
+    group.add_argument("--synth-loss-weight", type=float, default=None)
+    group.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
+
+
+def _add_recurrent(group) -> None:
+    group.add_argument("-T", "--truncation", type=int, default=None, help="ticks per chunk (default 5)")
+    group.add_argument("--hidden", type=int, default=None, help="recurrent core width")
+    group.add_argument("--core", choices=["lstm", "gru", "rnn"], default=None, help="recurrent cell (default lstm)")
+    group.add_argument("--synth-scale", type=float, default=None, help="factor on the synthetic gradient "
+                                                                       "(default 0.1; two-rnn 1.0)")
+    group.add_argument("--aux", action="store_true", help="DNI+Aux: the same as --method dni-aux")
+    group.add_argument("--aux-weight", type=float, default=None, help="weight of the DNI+Aux loss (default 1)")
+    group.add_argument("--clip", type=float, default=None, help="gradient-norm clip per update, 0 for none (default 1)")
+    group.add_argument("--bits", type=int, default=None, help="copy: bits per vector (default 8)")
+    group.add_argument("--min-length", type=int, default=None, help="copy: first sequence length N (default 1)")
+    group.add_argument("--max-length", type=int, default=None, help="copy: stop once this length is solved (default 64)")
+    group.add_argument("--max-repeats", type=int, default=None, help="repeat-copy: largest repeat count (default 3)")
+    group.add_argument("--solved-threshold", dest="threshold", type=float, default=None,
+                       help="copy: bits wrong per sequence under which N is solved (default 0.15)")
+    group.add_argument("--solved-window", dest="window", type=int, default=None,
+                       help="copy: batches averaged for the solved test (default 10)")
+    group.add_argument("--text", default=None, help="charlm: text file to model")
+    group.add_argument("--valid-text", default=None, help="charlm: validation file (default: last 10%% of --text)")
+    group.add_argument("--text-format", choices=["raw", "ptb"], default=None, help="charlm: raw text or ptb files")
+    group.add_argument("--seq-len", type=int, default=None, help="charlm: characters per step and stream (default 64)")
+    group.add_argument("--eval-chars", type=int, default=None, help="charlm: validate on at most this many characters")
+
+
+def _add_two_rnn(group) -> None:
+    group.add_argument("--tick-ratio", type=int, default=None, help="B ticks once every N ticks of A (default 4)")
+    group.add_argument("--no-b-gradient", action="store_true", help="the ablation: the same as --method nobprop")
+    group.add_argument("--no-synth-context", action="store_true", help="the synthesizer sees only the message: "
+                                                                       "the same as --method dni")
+
+
+def given_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the command line sets: every flag given, the shorthand flags as methods."""
+    values = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS and v is not None}
+    for flag, method in (("aux", "dni-aux"), ("no_b_gradient", "nobprop"), ("no_synth_context", "dni")):
+        if getattr(args, flag, False):
+            if values.get("method", method) != method:
+                raise ConfigError(f"--{flag.replace('_', '-')} asks for method {method} but --method is {values['method']!r}")
+            values["method"] = method
+    if values.get("clip") == 0:
+        values["clip"] = None
+    return values
+
+
+def build_config(args: argparse.Namespace):
+    """The task's config: the checkpoint's (``--resume``) or ``--config``'s, overridden by the flags given."""
+    flags = given_fields(args)
+    task, base = _base(args)
+    cls = TASKS[task][0]
+    foreign = sorted(set(flags) - set(config_fields(cls)))
+    if foreign:
+        names = ", ".join("--" + f.replace("_", "-") for f in foreign)
+        raise ConfigError(f"{names} do{'es' if len(foreign) == 1 else ''} not apply to --task {task}")
+    from sglab.training.config import make_config
+
+    values = {**base, **flags}
+    if task == "classify" and "method" not in values:
         values["method"] = "dni"
-    return TrainConfig.from_dict(values)
+    return make_config(task, values)
+
+
+def _base(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out: the run directory to continue")
+        if args.config is not None:
+            raise ConfigError("--resume reads the config from the checkpoint; drop --config")
+        from sglab.training.run_dir import RunDir
+
+        checkpoint = RunDir(args.out).load_checkpoint()
+        if args.task and args.task != checkpoint["task"] and not (args.task == "copy" and checkpoint["task"] == "repeat-copy"):
+            raise ConfigError(f"--task {args.task} but the checkpoint in {args.out} is of task {checkpoint['task']}")
+        return checkpoint["task"], dict(checkpoint["config"])
+    task = args.task or "classify"
+    return task, read_config_file(args.config) if args.config else {}
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sglab train``."""
+    import torch
+
+    from sglab.training.loop import train
+
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
-    if args.task != CLASSIFY:
-        return _rnn_cli().run(args)
-    from sglab.train.loop import train
-    from sglab.train.run_dir import RunDir
-
-    if args.resume and args.out and RunDir(args.out).config.exists():
-        saved = RunDir(args.out).read_config()["config"]
-        config = TrainConfig.from_dict({**saved, **({"steps": args.steps} if args.steps else {})})
-    else:
-        config = config_from_args(args)
-    out = args.out or Path("runs") / f"{config.model}{config.layers}-{config.method}-seed{config.seed}"
+    config = build_config(args)
+    out = args.out or Path("runs") / _default_name(config)
+    timer = None
     if args.profile:
-        summary = _train_profiled(config, out, progress=not args.no_progress)
-    else:
-        summary = train(config, out, progress=not args.no_progress, resume=args.resume).summary
-    print(
-        f"{summary['method']} {summary['model']}-{summary['layers']} on {summary['dataset']}: "
-        f"test error {summary['final_test_error']:.4f} after {summary['steps']} steps "
-        f"({summary['train_time_s']:.1f} s training); run directory {out}"
-    )
+        from sglab.config import resolve_device
+        from sglab.profiling.timer import OpTimer
+
+        timer = OpTimer(resolve_device(config.device))
+    result = train(config, out, resume=args.resume, progress=not args.no_progress, observer=timer)
+    if timer is not None:
+        _write_profile(config, out, timer)
+    print(f"{describe(result.summary)}; run directory {out}")
     return 0
 
 
-def _train_profiled(config: TrainConfig, out: Path, progress: bool) -> dict:
-    """Train with the in-run op timer and save its CostProfile and Chrome trace next to the run."""
-    from sglab.profile import profile_training, write_chrome_trace
+def _default_name(config) -> str:
+    if config.task == "classify":
+        return f"{config.model}{config.layers}-{config.method}-seed{config.seed}"
+    if config.task == "two-rnn":
+        return f"two-rnn-{config.method}-N{config.tick_ratio}-seed{config.seed}"
+    return f"{config.task_name}-{config.method}-T{config.truncation}-seed{config.seed}"
 
-    profile, timer = profile_training(config, out, progress=progress)
-    profile.save(out / "profile.json")
-    write_chrome_trace(out / "trace.json", timer)
-    print(f"op costs of {profile.num_stages} stages: {out / 'profile.json'}; timeline: {out / 'trace.json'} (Perfetto)")
-    return json.loads((out / "summary.json").read_text())
+
+def _write_profile(config, out: Path, timer) -> None:
+    from sglab.io import atomic_write_text
+    from sglab.trace import write_chrome_trace
+
+    trace = timer.trace()
+    atomic_write_text(out / "trace.csv", trace.to_csv(index=False))
+    write_chrome_trace(out / "trace.json", trace, f"sglab train {config.task_name} {config.method}")
+    written = [out / "trace.csv", out / "trace.json"]
+    if config.task == "classify":
+        from sglab.profiling.inrun import profile_from_timer
+        from sglab.training.run_dir import RunDir
+
+        data = RunDir(out).read_config()["data"]  # what the run trained on: its shapes size the profile
+        skip = min(5, max(timer.num_steps - 1, 0))
+        profile = profile_from_timer(timer, config, tuple(data["input_shape"]), data["num_classes"], skip_steps=skip,
+                                     notes=f"timed inside sglab train, first {skip} of {timer.num_steps} steps left out")
+        profile.save(out / "profile.json")
+        written.insert(0, out / "profile.json")
+    print("op timings: " + ", ".join(map(str, written)) + " (trace.json opens in Perfetto)")
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """The one-line result of a run."""
+    task, method = summary["task"], summary["method"]
+    if task == "classify":
+        return (f"{method} {summary['model']}-{summary['layers']} on {summary['dataset']}: test error "
+                f"{summary['final_test_error']:.4f} after {summary['steps']} steps ({summary['train_time_s']:.1f} s training)")
+    if task in ("copy", "repeat-copy"):
+        return (f"{task} {method} T={summary['truncation']}: longest length solved {summary['longest_solved']} "
+                f"in {summary['steps']} steps")
+    if task == "charlm":
+        return f"charlm {method} T={summary['truncation']}: validation {summary['valid_bpc']:.3f} bits per character"
+    return (f"two-rnn {method} N={summary['tick_ratio']}: test accuracy A {summary['test_accuracy_a']:.3f}, "
+            f"B {summary['test_accuracy_b']:.3f} (B's majority guess {summary['chance_b']:.3f})")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sglab.config import check_fields, spec
 from sglab.io import atomic_write_json, atomic_write_text, provenance
-from sglab.train.config import TrainConfig
+from sglab.training.config import ClassifyConfig
 
 DEMO_METHODS = ("bprop", "dni", "cdni")
 
@@ -25,15 +26,18 @@ class DemoConfig:
     """Settings of the demo; the defaults take a few minutes on a 2-core CPU."""
 
     out: str = "sglab-demo"
-    steps: int = 600
-    layers: int = 3
-    batch_size: int = 128
-    seed: int = 0
+    steps: int = spec(600, ge=1)
+    layers: int = spec(3, ge=1)
+    batch_size: int = spec(128, ge=2)
+    seed: int = spec(0, ge=0)
     progress: bool = True
 
-    def train_config(self, method: str) -> TrainConfig:
+    def __post_init__(self) -> None:
+        check_fields(self, "demo option")
+
+    def train_config(self, method: str) -> ClassifyConfig:
         """The training config of one demo run."""
-        return TrainConfig(
+        return ClassifyConfig(
             dataset="embedded",
             model="fcn",
             layers=self.layers,
@@ -67,7 +71,7 @@ def run_demo(config: DemoConfig) -> dict:
 
 def _train_and_compare(config: DemoConfig, dataset, out: Path) -> dict:
     from analysis.learning_curves import comparison_table, load_runs, plot_learning_curves
-    from sglab.train.loop import train
+    from sglab.training.loop import train
 
     run_dirs = []
     for method in DEMO_METHODS:
@@ -82,10 +86,10 @@ def _train_and_compare(config: DemoConfig, dataset, out: Path) -> dict:
 
 
 def _profile(config: DemoConfig, dataset, out: Path) -> dict:
-    from sglab.profile import demo_profile
+    from sglab.profiling.microbench import demo_profile
 
     # "unlocked" runs every op kind (SI and TI too), so one profile can drive every simulated method.
-    profile = demo_profile(replace(config.train_config("unlocked"), steps=0), out, dataset=dataset)
+    profile = demo_profile(config.train_config("unlocked"), out, dataset=dataset)
     rows = []
     for stage in profile.stages:
         own = sum(stage.times_ns.get(op, 0) for op in ("F", "B", "U"))
@@ -96,8 +100,8 @@ def _profile(config: DemoConfig, dataset, out: Path) -> dict:
 
 
 def _simulate(out: Path, profile_info: dict) -> dict:
-    from sglab.profile import CostProfile
-    from sglab.sim import demo_simulation
+    from sglab.costprofile import CostProfile
+    from sglab.demo.simulation import demo_simulation
 
     return demo_simulation(CostProfile.load(out / profile_info["path"]), out / "simulation")
 
@@ -155,6 +159,8 @@ def _simulation_section(simulation: dict) -> str:
 
 def register(subparsers) -> None:
     """Add the ``demo`` subcommand."""
+    from sglab.cli import positive_int
+
     parser = subparsers.add_parser(
         "demo",
         help="run the whole chain offline on the embedded data: train, profile, simulate, report",
@@ -163,8 +169,8 @@ def register(subparsers) -> None:
     )
     defaults = DemoConfig()
     parser.add_argument("--out", default=defaults.out, help=f"output folder (default: {defaults.out})")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps per method")
-    parser.add_argument("--layers", type=int, default=defaults.layers, help="FCN layers (= stages)")
+    parser.add_argument("--steps", type=positive_int, default=defaults.steps, help="training steps per method")
+    parser.add_argument("--layers", type=positive_int, default=defaults.layers, help="FCN layers (= stages)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)

@@ -1,9 +1,9 @@
 """Cost profiles from ops timed inside real training, and the pieces both measuring modes share.
 
-    profile, timer = profile_training(TrainConfig(method="dni", steps=200), "runs/dni")
+    profile, timer = profile_training(ClassifyConfig(method="dni", steps=200), "runs/dni")
 
-runs :func:`sglab.train.loop.train` with an :class:`~sglab.profile.timer.OpTimer` as its
-recorder and turns the timed ops into a :class:`CostProfile`: per ``(stage, op)`` the median
+runs :func:`sglab.training.train` with an :class:`~sglab.profiling.timer.OpTimer` as its
+observer and turns the timed ops into a :class:`CostProfile`: per ``(stage, op)`` the median
 over the kept steps and the interquartile range as spread. Nothing but the ops is timed, so the
 overhead is a clock read and a list append per op (measured in ``benchmarks/profiler.py``).
 """
@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from sglab.ops import COMPUTE_OPS
-from sglab.profile.schema import REQUIRED_OPS, CostProfile, Measurement, ProfileError, StageCost
-from sglab.profile.timer import OpTimer
-from sglab.train.config import TrainConfig
+from sglab.costprofile import REQUIRED_OPS, CostProfile, Measurement, ProfileError, StageCost
+from sglab.profiling.timer import OpTimer
+from sglab.training.config import ClassifyConfig
 
 if TYPE_CHECKING:
     from sglab.data import Dataset
-    from sglab.train.step import StepRunner
+    from sglab.exec.chain import ChainRunner
 
 
 #: Statistics a profile can report: the median (default), the minimum, or a percentile ``pNN``.
@@ -73,7 +73,7 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def stage_sizes(runner: StepRunner, input_shape: tuple[int, ...], batch_size: int) -> list[dict[str, int]]:
+def stage_sizes(runner: ChainRunner, input_shape: tuple[int, ...], batch_size: int) -> list[dict[str, int]]:
     """Per stage: bytes of its output activation (= its output gradient) and of its parameters.
 
     The shapes come from a 2-example forward in eval mode (so batch norm's running statistics
@@ -172,7 +172,7 @@ def make_measurement(
     )
 
 
-def model_record(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int, num_stages: int) -> dict[str, Any]:
+def model_record(config: ClassifyConfig, input_shape: tuple[int, ...], num_classes: int, num_stages: int) -> dict[str, Any]:
     """The ``model`` block of a profile: what was measured, enough to rebuild it."""
     return {
         "name": f"{config.model}-{config.layers}",
@@ -185,12 +185,12 @@ def model_record(config: TrainConfig, input_shape: tuple[int, ...], num_classes:
 
 def profile_from_timer(
     timer: OpTimer,
-    config: TrainConfig,
+    config: ClassifyConfig,
     input_shape: tuple[int, ...],
     num_classes: int,
     *,
     skip_steps: int = 0,
-    runner: StepRunner | None = None,
+    runner: ChainRunner | None = None,
     source: str = "in_run",
     totals: dict[str, int] | None = None,
     notes: str = "",
@@ -202,10 +202,10 @@ def profile_from_timer(
     (shapes and parameter counts do not depend on the device or on training).
     """
     if runner is None:
-        from sglab.train.build import build_runner
+        from sglab.training.build import build_chain
 
         with torch.random.fork_rng(devices=[]):  # building seeds the global generator; keep the caller's
-            runner = build_runner(config, input_shape, num_classes, "cpu")
+            runner = build_chain(config, input_shape, num_classes, "cpu")
     used = timer.num_steps - skip_steps
     if used < 1:
         raise ProfileError(f"the timer saw {timer.num_steps} steps; none left after skipping {skip_steps} for warm-up")
@@ -221,7 +221,7 @@ def profile_from_timer(
 
 
 def profile_training(
-    config: TrainConfig,
+    config: ClassifyConfig,
     out_dir: str | Path,
     *,
     dataset: Dataset | None = None,
@@ -237,7 +237,8 @@ def profile_training(
     ``clock`` is the CPU clock (see :class:`OpTimer`).
     """
     from sglab.data import load_dataset
-    from sglab.train.loop import resolve_device, train
+    from sglab.config import resolve_device
+    from sglab.training.loop import train
 
     config.validate()
     check_statistic(statistic)
@@ -245,7 +246,7 @@ def profile_training(
         raise ProfileError(f"steps ({config.steps}) must exceed the {skip_steps} warm-up steps left out")
     data = dataset or load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test)
     timer = OpTimer(resolve_device(config.device), track_memory=track_memory, clock=clock)
-    train(config, out_dir, progress=progress, dataset=data, recorder=timer)
+    train(config, out_dir, progress=progress, dataset=data, observer=timer)
     notes = f"timed inside sglab train: {config.steps} steps, first {skip_steps} left out"
     profile = profile_from_timer(timer, config, data.input_shape, data.num_classes, skip_steps=skip_steps, notes=notes,
                                  statistic=statistic)

@@ -1,10 +1,10 @@
 """The standalone micro-benchmark: a model and method timed op by op on one fixed batch.
 
-    profile = profile_model(TrainConfig(model="fcn", layers=3, method="dni", batch_size=128),
+    profile = profile_model(ClassifyConfig(model="fcn", layers=3, method="dni", batch_size=128),
                             dataset=load_dataset("embedded"), repeats=20, warmup=5)
 
 The measured code is the code that trains: whole training steps of the
-:class:`~sglab.train.step.StepRunner` run with an :class:`OpTimer` as recorder, so F, B, U, S, T,
+:class:`~sglab.exec.chain.ChainRunner` run with an :class:`OpTimer` as observer, so F, B, U, S, T,
 SI and TI are the runner's own ops. Each repeat also times one whole-model forward with the same
 clock, interleaved with the steps, so the sum of the stages' F can be checked against it
 (``totals``). B is then split into its two halves, timed in isolation with
@@ -25,14 +25,15 @@ import torch
 from torch.nn import functional as F
 from torch.utils import benchmark
 
-from sglab.profile.inrun import check_statistic, make_measurement, model_record, stage_costs, stage_sizes, summarize
-from sglab.profile.schema import CostProfile, ProfileError
-from sglab.profile.timer import OpTimer, Stopwatch
-from sglab.train.config import TrainConfig
+from sglab.profiling.inrun import check_statistic, make_measurement, model_record, stage_costs, stage_sizes, summarize
+from sglab.costprofile import CostProfile, ProfileError
+from sglab.exec import ops
+from sglab.profiling.timer import OpTimer, Stopwatch
+from sglab.training.config import ClassifyConfig
 
 if TYPE_CHECKING:
     from sglab.data import Dataset
-    from sglab.train.step import StepRunner
+    from sglab.exec.chain import ChainRunner
 
 #: Repeats and warm-up of the demo's profile: enough for a stable median, well under 30 s on a CPU.
 DEMO_REPEATS, DEMO_WARMUP = 15, 2
@@ -43,7 +44,7 @@ MIN_REPEATS = 5
 
 
 def profile_model(
-    config: TrainConfig,
+    config: ClassifyConfig,
     *,
     dataset: Dataset | None = None,
     input_shape: tuple[int, ...] | None = None,
@@ -75,7 +76,7 @@ def profile_model(
         max_seconds: a time budget for the timed steps: once spent, stop after at least
             :data:`MIN_REPEATS` repeats (``measurement.repeats`` records how many ran).
     """
-    from sglab.train.loop import resolve_device
+    from sglab.config import resolve_device
 
     config.validate()
     check_statistic(statistic)
@@ -100,12 +101,13 @@ def profile_model(
 
 def _measure(config, device, dataset, input_shape, num_classes, repeats, warmup, split_backward, timer,
              statistic, max_seconds) -> CostProfile:
-    from sglab.train.build import build_runner
+    from sglab.training.build import build_chain
 
-    runner = build_runner(config, input_shape, num_classes, device)
+    runner = build_chain(config, input_shape, num_classes, device)
     # Stochastic methods draw which stages run B/U; an op costs the same whether drawn or not,
     # so every stage runs every op and each gets `repeats` samples.
     runner.sample_active = lambda: (True,) * runner.num_stages
+    runner.sample_locked = lambda: (False,) * runner.num_stages
     x, y = fixed_batch(dataset, input_shape, num_classes, config.batch_size, device, config.seed)
     watch = Stopwatch(device, clock=timer.timer_name if device.type == "cpu" else "perf_counter")
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
@@ -155,7 +157,7 @@ def fixed_batch(dataset, input_shape, num_classes, batch_size, device, seed) -> 
     return x.to(device), y.to(device)
 
 
-def _whole_forward(runner: StepRunner, x: torch.Tensor, y: torch.Tensor) -> None:
+def _whole_forward(runner: ChainRunner, x: torch.Tensor, y: torch.Tensor) -> None:
     """All stages' forwards as one call, doing what the stages' F ops do (loss and error read)."""
     h = x
     for stage in runner.stages:
@@ -165,7 +167,7 @@ def _whole_forward(runner: StepRunner, x: torch.Tensor, y: torch.Tensor) -> None
     float((h.detach().argmax(1) != y).float().mean())
 
 
-def _split_backward(runner: StepRunner, x, y, repeats: int, warmup: int, clock=None) -> dict[tuple[int, str], list[int]]:
+def _split_backward(runner: ChainRunner, x, y, repeats: int, warmup: int, clock=None) -> dict[tuple[int, str], list[int]]:
     """I and W per stage, each timed ``repeats`` times on one retained graph.
 
     ``clock`` (seconds) replaces torch.utils.benchmark's default timer on CPU, so I and W use the
@@ -187,12 +189,12 @@ def _split_backward(runner: StepRunner, x, y, repeats: int, warmup: int, clock=N
         else:  # the incoming gradient's values do not change the cost; its shape does
             grad = torch.randn_like(out)
         params = [p for p in stage.parameters() if p.requires_grad]
-        scope = {"torch": torch, "out": out, "inp": inp, "params": params, "grad": grad}
-        timers = {
-            # retain_graph lets every repeat reuse the one forward graph, as Timer needs
-            "I": benchmark.Timer("torch.autograd.grad(out, [inp], grad, retain_graph=True)", globals=scope,
+        grads = None if grad is None else [grad]
+        scope = {"ops": ops, "out": [out], "inp": [inp], "params": params, "grads": grads}
+        timers = {  # the exec ops themselves; every repeat reuses the one forward graph (they retain it)
+            "I": benchmark.Timer("ops.backward_input(out, grads, inp)", globals=scope,
                                  num_threads=torch.get_num_threads(), **extra),
-            "W": benchmark.Timer("torch.autograd.grad(out, params, grad, retain_graph=True)", globals=scope,
+            "W": benchmark.Timer("ops.backward_weight(out, grads, params)", globals=scope,
                                  num_threads=torch.get_num_threads(), **extra),
         }
         for t in timers.values():
@@ -204,7 +206,7 @@ def _split_backward(runner: StepRunner, x, y, repeats: int, warmup: int, clock=N
     return samples
 
 
-def demo_profile(config: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -> CostProfile:
+def demo_profile(config: ClassifyConfig, out_dir: str | Path, dataset: Dataset | None = None) -> CostProfile:
     """The demo's profiling step: micro-benchmark ``config`` briefly, save ``out_dir/profile.json``."""
     if dataset is None:
         from sglab.data import load_dataset

@@ -1,8 +1,9 @@
-"""``OpTimer``: a recorder that times every op a :class:`~sglab.train.step.StepRunner` runs.
+"""``OpTimer``: an observer that times every op a runner executes.
 
     timer = OpTimer("cpu")
-    runner.step(x, y, recorder=timer)        # or train(config, out, recorder=timer)
+    runner.step(x, y, timer)                 # or train(config, out, observer=timer)
     timer.durations()                        # {(stage, op): [ns, ns, ...]}
+    timer.trace()                            # the ops as a measured trace (sglab.trace schema)
 
 On CPU an op is timed with ``time.perf_counter_ns`` around it: CPU kernels run synchronously,
 so the wall time *is* the op's cost. On a machine shared with other work the wall clock also
@@ -17,21 +18,24 @@ event pair needs the GPU to have passed the end event, so the timer never synchr
 without blocking at each step boundary and the rest with one synchronisation when the records
 are read.
 
-A step boundary is recognised when an action repeats: every op of a step is a distinct action
-(``2F0`` happens once per step), so the first repeat starts the next step. ``next_step()`` sets
-the boundary explicitly for callers that want to.
+Runners announce each step (``begin_step``); a repeated action also starts a new step (every
+op of a step is a distinct action: ``2F0`` happens once per step), and ``next_step()`` sets the
+boundary explicitly for callers that time something other than a runner.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
+import pandas as pd
+
+from sglab.exec.observe import Observer
 from sglab.ops import Action
+from sglab.trace import make_trace
 
 #: CPU clocks an OpTimer can read (CUDA always uses events).
 CLOCKS = {"perf_counter": time.perf_counter_ns, "thread_time": time.thread_time_ns}
@@ -39,7 +43,7 @@ CLOCKS = {"perf_counter": time.perf_counter_ns, "thread_time": time.thread_time_
 
 def cpu_clock(name: str):
     """The ns clock called ``name``; ``thread_time`` only with one torch thread (see module doc)."""
-    from sglab.profile.schema import ProfileError
+    from sglab.costprofile import ProfileError
 
     if name not in CLOCKS:
         raise ProfileError(f"clock must be one of {', '.join(CLOCKS)}, got {name!r}")
@@ -51,23 +55,7 @@ def cpu_clock(name: str):
     return CLOCKS[name]
 
 
-@dataclass(frozen=True)
-class OpRecord:
-    """One timed op: which step, which action, when it started (ns since the timer's origin)."""
-
-    step: int
-    action: Action
-    start_ns: int
-    duration_ns: int
-    peak_memory_bytes: int | None = None
-
-    @property
-    def label(self) -> str:
-        """The torch-style op text, e.g. ``2F0``."""
-        return str(self.action)
-
-
-class OpTimer:
+class OpTimer(Observer):
     """Times each ``recorder.op(action)`` section; see the module docstring.
 
     Args:
@@ -81,7 +69,7 @@ class OpTimer:
     The hot path allocates no new Python container objects: it appends ints and the caller's
     own Action to flat lists. Creating a record object per op made the garbage collector run
     every few hundred ops and scan the whole (large, in training) heap, which cost ~10 µs per
-    op; :attr:`records` builds the objects only when they are read.
+    op; :meth:`trace` builds the table only when it is read.
     """
 
     def __init__(self, device: str | torch.device = "cpu", track_memory: bool = False, clock: str = "perf_counter"):
@@ -104,8 +92,12 @@ class OpTimer:
             if self.cuda:
                 self._harvest(block=False)
 
+    def begin_step(self, step: int) -> None:
+        """A runner starts a step: the observer interface's step boundary."""
+        self.next_step()
+
     def op(self, action: Action):
-        """Context manager timing one op; the recorder interface of ``StepRunner.step``."""
+        """Context manager timing one op (the observer interface)."""
         if action in self._seen:
             self.next_step()
         self._seen.add(action)
@@ -145,16 +137,20 @@ class OpTimer:
         if self.cuda:
             self._harvest(block=True)
 
-    @property
-    def records(self) -> list[OpRecord]:
-        """Every timed op so far, in the order they started (synchronises CUDA once)."""
+    def trace(self, device_name: str | None = None, skip_steps: int = 0) -> pd.DataFrame:
+        """Every timed op as a measured trace (:mod:`sglab.trace`), in start order, from ``skip_steps`` on.
+
+        Times are ns from the first op's start; ``device`` is ``device_name`` (default: the
+        torch device, e.g. ``cpu``).
+        """
         self._flush()
         origin = 0 if self.cuda or not self._starts else self._origin_ns  # CUDA starts are relative already
-        found = [
-            OpRecord(step, action, start - origin, duration, peak)
-            for step, action, start, duration, peak in zip(self._steps, self._actions, self._starts, self._durations, self._peaks)
-        ]
-        return sorted(found, key=lambda r: r.start_ns) if self.cuda else found
+        rows = sorted((start - origin, step, action, duration) for step, action, start, duration
+                      in zip(self._steps, self._actions, self._starts, self._durations) if step >= skip_steps)
+        return make_trace(stage=[a.stage for _, _, a, _ in rows], op=[a.op for _, _, a, _ in rows],
+                          step=[s for _, s, _, _ in rows], microbatch=[a.microbatch for _, _, a, _ in rows],
+                          device=[device_name or str(self.device)] * len(rows), start_ns=[t for t, *_ in rows],
+                          end_ns=[t + d for t, _, _, d in rows], kind="device", source="measured")
 
     @property
     def num_steps(self) -> int:
