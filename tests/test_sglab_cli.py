@@ -45,7 +45,7 @@ def test_missing_dataset_exits_1_saying_what_to_do(tmp_path, capsys):
 
 
 def test_train_with_profile_writes_a_valid_cost_profile_and_trace(tmp_path):
-    from sglab.profile import CostProfile
+    from sglab.profiling import CostProfile
 
     out = tmp_path / "run"
     code = main(["train", "--method", "dni", "--steps", "8", "--eval-every", "4", "--batch-size", "32",

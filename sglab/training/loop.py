@@ -73,16 +73,18 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
           dataset: Dataset | None = None, observer: Observer | None = None) -> TrainResult:
     """Train ``config`` and write its run directory; see the module docstring."""
     config.validate()
-    run = RunDir(out_dir).open()
     device = resolve_device(config.device)
+    run = RunDir(out_dir)
     checkpoint = run.load_checkpoint(device) if resume else None
+    run.open()
     if checkpoint is not None:
         check_resumable(config, checkpoint)
     session = make_session(config, device, dataset)
     start, elapsed, rows, history = 0, 0.0, [], []
     if checkpoint is not None:
         session.load_state_dict(checkpoint["session"])
-        start, elapsed, rows = checkpoint["step"], checkpoint["elapsed_s"], checkpoint["metrics"]
+        start, elapsed = checkpoint["step"], checkpoint["elapsed_s"]
+        rows = [r for r in checkpoint["metrics"] if not _only_because_it_ended(r, start, config)]
         history = checkpoint.get("history", []) + [{"resumed_at_step": start, "steps": config.steps,
                                                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
     run.write_config(_config_record(config, session, device, history))
@@ -136,6 +138,13 @@ def check_resumable(config: RunConfig, checkpoint: dict[str, Any]) -> None:
     if config.steps < checkpoint["step"]:
         raise ConfigError(f"cannot resume: the checkpoint is at step {checkpoint['step']}, past steps={config.steps}; "
                           f"ask for at least {checkpoint['step']} steps")
+
+
+def _only_because_it_ended(row: dict[str, Any], start: int, config: RunConfig) -> bool:
+    """A row the interrupted run logged at its last step only because it ended there: the
+    uninterrupted run has no such row, so a resumed run drops it to end up the same."""
+    every = config.log_every if row["kind"] == "train" else config.eval_every
+    return row["step"] == start and start % every != 0 and start != config.steps
 
 
 def _sane(loss: float, config: RunConfig) -> bool:

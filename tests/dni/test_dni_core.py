@@ -10,7 +10,7 @@ from sglab.dni.interface import Interface
 from sglab.dni.synthesizers import ConvSynthesizer, InputSynthesizer, make_synthesizer
 from sglab.methods import get_method
 from sglab.models.chains import cnn, fcn
-from sglab.train.step import StepRunner
+from sglab.exec.chain import ChainRunner
 
 
 def batch(n=16, shape=(1, 8, 8), seed=0):
@@ -54,14 +54,14 @@ def test_oracle_synthesizer_makes_dni_update_equal_backprop(make):
     deltas = true_output_gradients(copy.deepcopy(stages), x, y)
 
     bprop_stages = copy.deepcopy(stages)
-    StepRunner(bprop_stages, get_method("bprop"), adam(bprop_stages)).step(x, y)
+    ChainRunner(bprop_stages, get_method("bprop"), adam(bprop_stages)).step(x, y)
 
     dni_stages = copy.deepcopy(stages)
     interfaces = []
     for delta in deltas[:-1]:
         oracle = Oracle(delta)
         interfaces.append(Interface(oracle, torch.optim.SGD(oracle.parameters(), lr=0.1)))
-    StepRunner(dni_stages, get_method("dni"), adam(dni_stages), interfaces).step(x, y)
+    ChainRunner(dni_stages, get_method("dni"), adam(dni_stages), interfaces).step(x, y)
 
     for a, b in zip(bprop_stages.parameters(), dni_stages.parameters()):
         assert torch.equal(a, b)  # bitwise: same ops in the same order
@@ -93,7 +93,7 @@ def test_bootstrapped_target_is_next_synthetic_gradient_backpropagated_through_n
         synth = make_synthesizer("linear", (16,))
         nn.init.normal_(synth.net[-1].weight)  # non-zero, so the target is non-trivial
         interfaces.append(Interface(synth, torch.optim.SGD(synth.parameters(), lr=0.0)))
-    runner = StepRunner(stages, get_method("dni"), [torch.optim.SGD(s.parameters(), lr=0.0) for s in stages], interfaces)
+    runner = ChainRunner(stages, get_method("dni"), [torch.optim.SGD(s.parameters(), lr=0.0) for s in stages], interfaces)
     reference = copy.deepcopy(stages)
     x, y = batch()
     targets = {}

@@ -23,7 +23,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def dni_profile(dataset):
-    from sglab.profile import profile_model
+    from sglab.profiling import profile_model
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

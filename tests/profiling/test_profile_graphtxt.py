@@ -2,8 +2,9 @@
 
 import pytest
 
-from sglab.profile import CostProfile, ProfileError, import_graph_txt
-from sglab.profile.graphtxt import balanced_boundaries
+from sglab.costprofile import CostProfile, ProfileError
+from sglab.profiling import import_graph_txt
+from sglab.profiling.graphtxt import balanced_boundaries
 
 # A 6-layer net with a skip connection node2 -> node5, listed out of order as PipeDream does.
 GRAPH = """\

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sglab.profile import CostProfile, ProfileError
+from sglab.costprofile import CostProfile, ProfileError
 
 
 def test_round_trip_keeps_every_field(dni_profile, tmp_path):

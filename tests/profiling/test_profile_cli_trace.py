@@ -6,35 +6,43 @@ import pytest
 
 from sglab.cli import main
 from sglab.ops import Action
-from sglab.profile import CostProfile, OpTimer, chrome_trace_events, profile_model, write_chrome_trace
+from sglab.costprofile import CostProfile
+from sglab.methods import get_method
+from sglab.profiling import OpTimer, profile_model
+from sglab.trace import TRACE_COLUMNS, write_chrome_trace
 
 from profile_helpers import tiny_config
 from test_profile_graphtxt import GRAPH
 
 
-def test_chrome_trace_of_a_measured_run(dataset, tmp_path):
+def test_measured_trace_has_every_op_of_every_step_once_in_the_trace_schema(dataset, tmp_path):
     timer = OpTimer("cpu")
     profile_model(tiny_config("dni"), dataset=dataset, repeats=3, warmup=1, split_backward=False, timer=timer)
-    path = write_chrome_trace(tmp_path / "trace.json", timer, "test cpu")
-    trace = json.loads(path.read_text())
-    ops = [e for e in trace["traceEvents"] if e["ph"] == "X"]
-    assert len(ops) == len(timer.records) == 3 * 13  # dni on 3 stages: 13 ops per step
+    trace = timer.trace("test cpu")
+    assert list(trace.columns) == TRACE_COLUMNS and set(trace["source"]) == {"measured"}
+    expected = {str(a) for a in get_method("dni").step_order(3)}
+    for step, rows in trace.groupby("step"):
+        names = [f"{s}{o}{m}" for s, o, m in zip(rows["stage"], rows["op"], rows["microbatch"])]
+        assert sorted(names) == sorted(expected), step  # every op of the step, exactly once
+    assert sorted(trace["step"].unique()) == [0, 1, 2]
+    assert (trace["end_ns"] > trace["start_ns"]).all() and trace["start_ns"].is_monotonic_increasing
+    durations = timer.durations()
+    assert sum(map(len, durations.values())) == len(trace)
+
+
+def test_chrome_trace_of_a_measured_run_opens_as_one_device_thread(dataset, tmp_path):
+    timer = OpTimer("cpu")
+    profile_model(tiny_config("dni"), dataset=dataset, repeats=2, warmup=1, split_backward=False, timer=timer)
+    path = write_chrome_trace(tmp_path / "trace.json", timer.trace("test cpu"), "sglab profile")
+    events = json.loads(path.read_text())["traceEvents"]
+    ops = [e for e in events if e["ph"] == "X"]
+    assert len(ops) == 2 * 13  # dni on 3 stages: 13 ops per step
     for event in ops:
         action = Action.parse(event["name"])  # the shared op names
-        assert event["tid"] == action.stage == event["args"]["stage"] and event["cat"] == action.op
-        assert event["dur"] > 0 and event["ts"] >= 0 and event["pid"] == 0
-    assert {e["args"]["step"] for e in ops} == {0, 1, 2}
-    names = {(e["name"], e["args"]["name"]) for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] != "thread_sort_index"}
-    assert ("process_name", "test cpu") in names and ("thread_name", "stage 2") in names
-
-
-def test_chrome_trace_accepts_plain_rows():
-    rows = [{"name": "1B0", "start_ns": 2000, "duration_ns": 500, "step": 4, "device": 1, "device_name": "gpu1"},
-            {"name": "checkpoint", "stage": 0, "start_ns": 0, "duration_ns": 1000}]
-    events = [e for e in chrome_trace_events(rows) if e["ph"] == "X"]
-    assert events[0] == {"name": "1B0", "cat": "B", "ph": "X", "ts": 2.0, "dur": 0.5, "pid": 1, "tid": 1,
-                         "args": {"step": 4, "stage": 1, "op": "B"}}
-    assert events[1]["name"] == "checkpoint" and events[1]["cat"] == "other"
+        assert event["args"]["stage"] == action.stage and event["cat"] == action.op and event["tid"] == 0
+        assert event["dur"] > 0 and event["ts"] >= 0 and event["args"]["source"] == "measured"
+    names = {(e["name"], e["args"]["name"]) for e in events if e["ph"] == "M" and e["name"] != "thread_sort_index"}
+    assert ("process_name", "sglab profile") in names and ("thread_name", "test cpu") in names
 
 
 def test_cli_measures_writes_and_shows(tmp_path, capsys):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from sglab.data import Dataset
-from sglab.train.config import TrainConfig
+from sglab.training.config import ClassifyConfig
 
 
 def tiny_dataset(n_train=256, n_test=64, seed=0) -> Dataset:
@@ -20,8 +20,8 @@ def tiny_dataset(n_train=256, n_test=64, seed=0) -> Dataset:
     return Dataset("tiny", x_train, y_train, x_test, y_test, 10, "made by the test")
 
 
-def tiny_config(method="dni", **overrides) -> TrainConfig:
+def tiny_config(method="dni", **overrides) -> ClassifyConfig:
     """A 3-stage FCN small enough to profile in about a second on a CPU."""
     base = dict(method=method, model="fcn", layers=3, width=32, channels=4, synth_width=32, batch_size=16,
                 steps=12, eval_every=6, log_every=2, train_eval_examples=64, eval_batch_size=64, device="cpu")
-    return TrainConfig(**{**base, **overrides})
+    return ClassifyConfig(**{**base, **overrides})

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from sglab.profile import CostProfile, OpTimer, ProfileError, demo_profile, profile_model, profile_training
+from sglab.costprofile import CostProfile, ProfileError
+from sglab.profiling import OpTimer, demo_profile, profile_model, profile_training
 
 from profile_helpers import tiny_config
 
@@ -124,13 +125,13 @@ def test_op_timer_counts_steps_by_repeated_actions():
             with timer.op(action):
                 sum(range(1000))
     assert timer.num_steps == 3
-    records = timer.records
-    assert [r.step for r in records] == [0] * 4 + [1] * 4 + [2] * 4
-    assert all(r.duration_ns > 0 for r in records)
-    assert all(a.start_ns + a.duration_ns <= b.start_ns for a, b in zip(records, records[1:]))
+    trace = timer.trace()
+    assert trace["step"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert (trace["end_ns"] > trace["start_ns"]).all()
+    assert (trace["end_ns"].to_numpy()[:-1] <= trace["start_ns"].to_numpy()[1:]).all()
     assert {k: len(v) for k, v in timer.durations(skip_steps=1).items()} == {(0, "F"): 2, (1, "F"): 2, (1, "B"): 2, (0, "B"): 2}
     timer.reset()
-    assert timer.records == [] and timer.num_steps == 0
+    assert timer.trace().empty and timer.num_steps == 0
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
