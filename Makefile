@@ -1,4 +1,4 @@
-# The two commands of the README. Each sets up .venv first (scripts/setup.sh).
+# The two commands of the README. Each sets up .venv first (scripts/setup.sh); `make test` lints, then tests.
 .PHONY: demo test setup clean
 
 .venv/.installed: pyproject.toml scripts/setup.sh
@@ -10,6 +10,7 @@ demo: .venv/.installed
 	.venv/bin/sglab demo --out sglab-demo
 
 test: .venv/.installed
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
 clean:
