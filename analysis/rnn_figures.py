@@ -1,12 +1,14 @@
 """Tables and figures of the recurrent-DNI benchmark (``benchmarks/rnn_tasks.py``).
 
-    results = pd.read_csv("docs/results/rnn_tasks/results.csv")
+    results = pd.read_csv(out / "results.csv")      # what the benchmark wrote into --out
     print(longest_solved_table(results))            # the paper's Table 2 layout, copy tasks
     print(bpc_table(results))                       # bits per character against T
-    plot_two_rnn(pd.read_csv(".../two_rnn_metrics.csv"), "docs/figures/rnn/two_rnn")
+    plot_two_rnn(pd.read_csv(out / "two_rnn_metrics.csv"), "figures/two_rnn")
 
-``results`` has one row per run: ``task``, ``method``, ``truncation`` and the run's summary
-numbers (``longest_solved`` for the copy tasks, ``valid_bpc`` for language modelling).
+``results`` has one row per run: the run's summary (``task``, ``method``, ``truncation``,
+``longest_solved`` for the copy tasks, ``valid_bpc`` for language modelling, the held-out
+accuracies for two-rnn). Methods are the registry's names (:mod:`sglab.methods`); an alias
+such as ``bptt`` (for ``nobprop``) is shown as the method it names.
 """
 
 from __future__ import annotations
@@ -16,21 +18,27 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.style import plt, save_figure, use_paper_style
+from sglab.methods import ALIASES
 
-#: Column order and display names of the three recurrent methods.
-METHOD_NAMES = {"bptt": "BPTT", "dni": "DNI", "dni-aux": "DNI+Aux"}
-#: Display names of the two-RNN variants.
-VARIANT_NAMES = {
-    "dni": "DNI (synthesizer sees message + B's target)",
-    "dni-nocontext": "DNI (synthesizer sees message only)",
-    "bptt": "true gradient from B (locked)",
-    "none": "no gradient from B (ablation)",
+#: Column order and display names of the three recurrent methods (``nobprop`` is truncated BPTT).
+METHOD_NAMES = {"nobprop": "BPTT", "dni": "DNI", "dni-aux": "DNI+Aux"}
+#: Display names of the ways B's gradient reaches A in the two-RNN system.
+TWO_RNN_NAMES = {
+    "cdni": "DNI (synthesizer sees message + B's target)",
+    "dni": "DNI (synthesizer sees message only)",
+    "bprop": "true gradient from B (locked)",
+    "nobprop": "no gradient from B (ablation)",
 }
+
+
+def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with every method alias replaced by the method it names."""
+    return rows.assign(method=rows.method.map(lambda m: ALIASES.get(m, m)))
 
 
 def _wide(results: pd.DataFrame, tasks: list[str], value: str, fmt: str) -> str:
     """Markdown table: one row per (task, method), one column per truncation T."""
-    rows = results[results.task.isin(tasks)]
+    rows = _canonical(results[results.task.isin(tasks)])
     methods = [m for m in METHOD_NAMES if m in set(rows.method)]
     truncations = sorted(int(t) for t in rows.truncation.unique())
     header = ["task", "method"] + [f"T={t}" for t in truncations]
@@ -56,28 +64,31 @@ def bpc_table(results: pd.DataFrame) -> str:
 
 
 def two_rnn_table(results: pd.DataFrame) -> str:
-    """Final held-out accuracy of A and B for each two-RNN variant."""
+    """Final held-out accuracy of A and B for each two-RNN method."""
     rows = results[results.task == "two-rnn"]
     lines = ["| variant | A: count of 3s | B: odd digits | B's majority guess |", "|---|---|---|---|"]
     for _, row in rows.iterrows():
-        name = VARIANT_NAMES.get(row.variant, row.variant)
+        name = TWO_RNN_NAMES.get(row.method, row.method)
         lines.append(f"| {name} | {row.test_accuracy_a:.3f} | {row.test_accuracy_b:.3f} | {row.chance_b:.3f} |")
     return "\n".join(lines)
 
 
 def plot_two_rnn(metrics: pd.DataFrame, stem: str | Path, chance_b: float | None = None) -> list[Path]:
-    """Held-out accuracy of network A and network B over training, one line per variant.
+    """Held-out accuracy of network A and network B over training, one line per method.
 
-    ``metrics`` holds the runs' metric rows with a ``variant`` column; only ``split == "test"``
-    rows are drawn. ``chance_b`` draws B's majority-guess accuracy as a dashed line.
+    ``metrics`` holds the runs' metric rows (``sglab.training``'s tidy rows) with a ``method``
+    column; only the ``kind == "eval"`` rows are drawn. ``chance_b`` draws B's majority-guess
+    accuracy as a dashed line.
     """
     use_paper_style()
-    test = metrics[metrics.split == "test"]
+    evals = metrics[metrics.kind == "eval"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, network, title in zip(axes, ("A", "B"), ("A: how many 3s so far (every tick)", "B: how many odd digits A saw (every N ticks)")):
-        for variant, rows in test[test.network == network].groupby("variant", sort=False):
-            ax.plot(rows.step, rows.accuracy, label=VARIANT_NAMES.get(variant, variant))
-        if network == "B" and chance_b is not None:
+    panels = (("test_accuracy_a", "A: how many 3s so far (every tick)"),
+              ("test_accuracy_b", "B: how many odd digits A saw (every N ticks)"))
+    for ax, (column, title) in zip(axes, panels):
+        for method, rows in evals.groupby("method", sort=False):
+            ax.plot(rows.step, rows[column], label=TWO_RNN_NAMES.get(method, method))
+        if column == "test_accuracy_b" and chance_b is not None:
             ax.axhline(chance_b, color="grey", linestyle="--", linewidth=1, label="majority guess")
         ax.set_title(title)
         ax.set_xlabel("training step")
@@ -92,6 +103,7 @@ def plot_two_rnn(metrics: pd.DataFrame, stem: str | Path, chance_b: float | None
 def plot_rnn_tables(results: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Longest copy length solved and validation BPC against T, one line per method."""
     use_paper_style()
+    results = _canonical(results)
     panels = [(t, "longest_solved", "longest length solved") for t in ("copy", "repeat-copy") if t in set(results.task)]
     panels += [("charlm", "valid_bpc", "validation bits per character")] if "charlm" in set(results.task) else []
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from sglab.errors import SglabError
-from sglab.rnn.tasks import CharCorpus, CharStream, CopyTask, Curriculum, bits_per_character
+from sglab.tasks.charlm import CharCorpus, CharStream, bits_per_character
+from sglab.tasks.copy import CopyTask, Curriculum
+from sglab.tasks.sequences import TaskError
 
 
 def test_copy_layout():
@@ -74,6 +75,17 @@ def test_curriculum_records_longest_solved_and_finishes():
     assert (curriculum.longest_solved, curriculum.finished) == (3, True)
 
 
+def test_curriculum_state_dict_carries_the_window_of_recent_errors():
+    """A checkpointed curriculum continues mid-window: a fresh one would need a whole new window."""
+    running = Curriculum(min_length=1, max_length=5, threshold=0.15, window=3)
+    assert not any(running.record(e) for e in (0.0, 0.1))
+    restored = Curriculum(min_length=1, max_length=5, threshold=0.15, window=3)
+    restored.load_state_dict(running.state_dict())
+    assert not Curriculum(min_length=1, max_length=5, threshold=0.15, window=3).record(0.0)
+    assert running.record(0.0) and restored.record(0.0)  # (0 + 0.1 + 0) / 3 < 0.15 in both
+    assert restored.state_dict() == running.state_dict() == {"length": 2, "longest_solved": 1, "recent": []}
+
+
 def test_corpus_split_is_deterministic_and_shares_one_vocabulary():
     text = "abcabcabcabcabcabcabcxyz!"
     corpus = CharCorpus.from_text(text, valid_fraction=0.2)
@@ -132,11 +144,11 @@ def test_bits_per_character():
     ],
 )
 def test_bad_task_parameters_are_rejected_clearly(make, words):
-    with pytest.raises(SglabError, match=words):
+    with pytest.raises(TaskError, match=words):
         make()
 
 
 def test_stream_rejects_batches_larger_than_the_text():
     corpus = CharCorpus.from_text("abcdefghij" * 2)
-    with pytest.raises(SglabError, match="smaller batch size"):
+    with pytest.raises(TaskError, match="smaller batch size"):
         CharStream(corpus, corpus.valid, batch=50, seq_len=4)
