@@ -148,6 +148,9 @@ class CostProfile:
         stages_raw = _get(data, "stages", list, "")
         _require(len(stages_raw) > 0, "stages", "must list at least one stage")
         stages = [_stage_from_dict(raw, i) for i, raw in enumerate(stages_raw)]
+        declared = model.get("num_stages", len(stages))
+        _require(declared == len(stages), "model.num_stages",
+                 f"is {declared!r} but the profile lists {len(stages)} stages; the two must agree")
         totals = _times(data.get("totals", {}), "totals", ops=None)
         return cls(model=model, method=method, measurement=measurement, stages=stages, totals=totals)
 

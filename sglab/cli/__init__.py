@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"sglab {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"sglab {args.command}: {err or 'interrupted'}", file=sys.stderr)
         return 130
     except (SglabError, OSError) as err:
         if args.debug:

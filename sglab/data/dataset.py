@@ -16,6 +16,10 @@ import numpy as np
 from sglab.errors import SglabError
 
 
+#: The most classes :func:`build_dataset` infers from labels (``max + 1``) before calling them mis-encoded.
+MAX_INFERRED_CLASSES = 10_000
+
+
 class DataError(SglabError):
     """A dataset is missing, truncated, corrupt or malformed; the message names the file and fix."""
 
@@ -38,6 +42,14 @@ class Dataset:
     source: str
     x_val: np.ndarray | None = field(default=None, repr=False)
     y_val: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 1:
+            raise DataError(f"{self.source}: num_classes must be an integer >= 1, got {self.num_classes!r}")
+        for part, y in (("train", self.y_train), ("test", self.y_test), ("val", self.y_val)):
+            if y is not None and len(y) and not 0 <= int(np.min(y)) <= int(np.max(y)) < self.num_classes:
+                raise DataError(f"{self.source}: {part} labels span {int(np.min(y))}..{int(np.max(y))} but the dataset "
+                                f"has num_classes={self.num_classes} (labels must be 0..{self.num_classes - 1})")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -215,6 +227,9 @@ def build_dataset(
             raise DataError(f"{source}: the {part} set is empty")
     largest = int(max(y_train.max(), y_test.max()))
     if num_classes is None:
+        if largest >= MAX_INFERRED_CLASSES:
+            raise DataError(f"{source}: labels reach {largest}, so the classes inferred as max label + 1 would be "
+                            f"{largest + 1}; relabel them 0..K-1 (K at most {MAX_INFERRED_CLASSES:,})")
         num_classes = largest + 1
     elif largest >= num_classes:
         raise DataError(

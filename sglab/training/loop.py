@@ -92,31 +92,38 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
     bar = tqdm(total=config.steps, initial=start, disable=not progress, unit="step",
                desc=f"{config.task_name} {config.method}")
     last_good, step = start, start
-    for step in range(start + 1, config.steps + 1):
-        if session.finished:
-            step -= 1
-            break
-        if step - 1 in config.lr_milestones:
-            session.scale_learning_rates(config.lr_gamma)
-        tick = time.perf_counter()
-        row = session.step(step, observer)
-        elapsed += time.perf_counter() - tick
-        final = step == config.steps or session.finished
-        if step % config.log_every == 0 or final or not _sane(row["loss"], config):
-            rows.append({"kind": "train", "step": step, "time_s": elapsed, **row})
-        if not _sane(row["loss"], config):
-            _stop(run, config, session, rows, step, elapsed, last_good, f"loss became {row['loss']}", bar)
-        if step % config.eval_every == 0 or final:
-            evaluation = session.evaluate(step)
-            rows += [{"kind": "eval", "step": step, "time_s": elapsed, **r} for r in evaluation]
-            judged = session.judge_loss(evaluation)
-            if not _sane(judged, config) or not session.weights_finite():
-                what = "the weights became non-finite" if not session.weights_finite() else f"the evaluated loss became {judged}"
-                _stop(run, config, session, rows, step, elapsed, last_good, what, bar)
-            _save(run, config, session, step, elapsed, rows, history)
-            last_good = step
-        bar.update(1)
-        bar.set_postfix(session.postfix(row))
+    try:
+        for step in range(start + 1, config.steps + 1):
+            if session.finished:
+                step -= 1
+                break
+            if step - 1 in config.lr_milestones:
+                session.scale_learning_rates(config.lr_gamma)
+            tick = time.perf_counter()
+            row = session.step(step, observer)
+            elapsed += time.perf_counter() - tick
+            final = step == config.steps or session.finished
+            if step % config.log_every == 0 or final or not _sane(row["loss"], config):
+                rows.append({"kind": "train", "step": step, "time_s": elapsed, **row})
+            if not _sane(row["loss"], config):
+                _stop(run, config, session, rows, step, elapsed, last_good, f"loss became {row['loss']}", bar)
+            if step % config.eval_every == 0 or final:
+                evaluation = session.evaluate(step)
+                rows += [{"kind": "eval", "step": step, "time_s": elapsed, **r} for r in evaluation]
+                judged = session.judge_loss(evaluation)
+                if not _sane(judged, config) or not session.weights_finite():
+                    what = "the weights became non-finite" if not session.weights_finite() else f"the evaluated loss became {judged}"
+                    _stop(run, config, session, rows, step, elapsed, last_good, what, bar)
+                _save(run, config, session, step, elapsed, rows, history)
+                last_good = step
+            bar.update(1)
+            bar.set_postfix(session.postfix(row))
+    except KeyboardInterrupt:
+        bar.close()
+        kept = [r for r in rows if r["step"] <= last_good]
+        run.write_summary(_summary(config, session, kept, last_good, elapsed, "interrupted", last_good))
+        raise KeyboardInterrupt(f"interrupted at step {step}; the checkpoint of step {last_good} in {run.checkpoint} "
+                                "continues with --resume") from None
     bar.close()
     summary = _summary(config, session, rows, step, elapsed, "completed", last_good)
     run.write_metrics(rows)

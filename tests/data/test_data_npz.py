@@ -146,3 +146,20 @@ def test_bad_labels(tmp_path):
         path = save(tmp_path / "y.npz", x_train=x, y_train=y, x_test=x, y_test=np.arange(4))
         with pytest.raises(DataError, match=message):
             load_dataset(path)
+
+
+def test_labels_far_beyond_the_examples_are_refused_before_any_allocation(tmp_path):
+    x = np.zeros((4, 28, 28), np.uint8)
+    path = save(tmp_path / "huge.npz", x_train=x, y_train=np.array([0, 1, 2, 10**9]), x_test=x, y_test=np.arange(4))
+    with pytest.raises(DataError, match="labels reach 1000000000.*relabel them 0..K-1"):
+        load_dataset(path)
+
+
+def test_a_dataset_whose_labels_exceed_its_classes_is_refused():
+    from sglab.data import Dataset
+
+    x = np.zeros((3, 1, 2, 2), np.float32)
+    with pytest.raises(DataError, match="train labels span 0..9 but the dataset has num_classes=5"):
+        Dataset("bad", x, np.array([0, 9, 1]), x, np.array([0, 1, 2]), 5, "made by the test")
+    with pytest.raises(DataError, match="num_classes must be an integer >= 1"):
+        Dataset("bad", x, np.array([0, 1, 1]), x, np.array([0, 1, 1]), 0, "made by the test")

@@ -85,6 +85,7 @@ MALFORMED = [
     (_set(["measurement", "threads"], "two"), r"'measurement.threads' must be int or null"),
     (_set(["method"], 3), r"'method' must be str"),
     (_set(["totals"], {"forward_ns": "slow"}), r"'totals.forward_ns' must be a finite number"),
+    (_set(["model", "num_stages"], 5), r"'model.num_stages' is 5 but the profile lists 2 stages"),
 ]
 
 
