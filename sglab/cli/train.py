@@ -103,6 +103,11 @@ def _add_recurrent(group) -> None:
 
 def _add_two_rnn(group) -> None:
     group.add_argument("--tick-ratio", type=int, default=None, help="B ticks once every N ticks of A (default 4)")
+    group.add_argument("--b-ticks", type=int, default=None, help="B's ticks per episode (default 3)")
+    group.add_argument("--hidden-a", type=int, default=None, help="A's core width (default 64)")
+    group.add_argument("--hidden-b", type=int, default=None, help="B's core width (default 32)")
+    group.add_argument("--message-size", type=int, default=None, help="width of A's message (default 16)")
+    group.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes per evaluation (default 512)")
     group.add_argument("--no-b-gradient", action="store_true", help="the ablation: the same as --method nobprop")
     group.add_argument("--no-synth-context", action="store_true", help="the synthesizer sees only the message: "
                                                                        "the same as --method dni")
@@ -111,8 +116,12 @@ def _add_two_rnn(group) -> None:
 def given_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the command line sets: every flag given, the shorthand flags as methods."""
     values = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS and v is not None}
-    for flag, method in (("aux", "dni-aux"), ("no_b_gradient", "nobprop"), ("no_synth_context", "dni")):
+    task = args.task or "classify"
+    for flag, method, tasks in (("aux", "dni-aux", ("copy", "repeat-copy", "charlm")),
+                                ("no_b_gradient", "nobprop", ("two-rnn",)), ("no_synth_context", "dni", ("two-rnn",))):
         if getattr(args, flag, False):
+            if args.task is not None and task not in tasks:
+                raise ConfigError(f"--{flag.replace('_', '-')} applies to --task {' or '.join(tasks)}, not {task}")
             if values.get("method", method) != method:
                 raise ConfigError(f"--{flag.replace('_', '-')} asks for method {method} but --method is {values['method']!r}")
             values["method"] = method

@@ -59,7 +59,7 @@ class RunConfig:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"config field 'device' must be {DEVICES}, got {self.device!r}")
         try:
-            self.resolved_method()
+            self.method = self.resolved_method().name  # an alias is stored as the method it names
         except MethodError as err:
             raise ConfigError(f"config field 'method': {err}") from None
         return self
