@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from analysis.learning_curves import load_runs, plot_learning_curves
 from sglab.io import atomic_write_json, atomic_write_text, provenance
-from sglab.train.config import TrainConfig
+from sglab.training.config import ClassifyConfig
 
 #: Table 1 of the paper, MNIST % test error (from ../shared/reference, the slides' copy).
 PAPER_MNIST = {
@@ -39,9 +39,9 @@ PAPER_MNIST = {
 METHODS = ("nobprop", "bprop", "dni", "cdni")
 
 
-def run_one(config: TrainConfig, out_dir: str) -> dict:
+def run_one(config: ClassifyConfig, out_dir: str) -> dict:
     """Train one configuration in this (worker) process; returns its table row."""
-    from sglab.train.loop import train
+    from sglab.training.loop import train
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -64,7 +64,7 @@ def run_one(config: TrainConfig, out_dir: str) -> dict:
     return row
 
 
-def finished_row(config: TrainConfig, out_dir: Path) -> dict | None:
+def finished_row(config: ClassifyConfig, out_dir: Path) -> dict | None:
     """The row of a run this script already finished at the same budget (so reruns resume)."""
     path = out_dir / "table_row.json"
     if not path.exists():
@@ -73,9 +73,9 @@ def finished_row(config: TrainConfig, out_dir: Path) -> dict | None:
     return row if row["steps"] == config.steps and row["status"] == "completed" else None
 
 
-def configs(args: argparse.Namespace) -> list[TrainConfig]:
+def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
     """Every run of the table at the requested budget."""
-    base = TrainConfig(
+    base = ClassifyConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
         batch_size=256,

@@ -3,10 +3,10 @@
     python benchmarks/profiler.py --out docs/results/profiler-cpu            # CPU, 1 thread
     python benchmarks/profiler.py --device cuda --out docs/results/profiler-cuda
 
-1. **Overhead** (goal <= 3 %): training steps of a DNI model run alternately without a recorder
+1. **Overhead** (goal <= 3 %): training steps of a DNI model run alternately without an observer
    and with an :class:`OpTimer`, step by step (ABAB, so drift hits both alike); the overhead is
    the median of the paired differences over the median untimed step. As a noise-free
-   cross-check it also times the recorder alone around empty ops and reports
+   cross-check it also times the observer alone around empty ops and reports
    ``ops per step x cost per op / step time``.
 2. **Repeatability** (goal <= 5 %): five independent micro-benchmark profiles (each a fresh
    model, warm-up and repeats); per ``(stage, op)`` the coefficient of variation (sample std /
@@ -34,9 +34,10 @@ import torch
 
 from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.ops import Action
-from sglab.profile import OpTimer, profile_model
-from sglab.profile.inrun import device_name
-from sglab.train.config import TrainConfig
+from sglab.profiling.inrun import device_name
+from sglab.profiling.microbench import profile_model
+from sglab.profiling.timer import OpTimer
+from sglab.training.config import ClassifyConfig
 
 #: The models benchmarked: the paper's FCN-3 and a small CNN-3 (DNI, embedded MNIST).
 MODELS = {
@@ -45,34 +46,34 @@ MODELS = {
 }
 
 
-def config_for(name: str, method: str, device: str) -> TrainConfig:
-    """The TrainConfig of one benchmarked model."""
-    return TrainConfig(method=method, device=device, **MODELS[name])
+def config_for(name: str, method: str, device: str) -> ClassifyConfig:
+    """The ClassifyConfig of one benchmarked model."""
+    return ClassifyConfig(method=method, device=device, **MODELS[name])
 
 
-def overhead(config: TrainConfig, dataset, steps: int, warmup: int) -> dict:
+def overhead(config: ClassifyConfig, dataset, steps: int, warmup: int) -> dict:
     """Step time with and without the OpTimer, interleaved step by step."""
-    from sglab.profile.microbench import fixed_batch
-    from sglab.train.build import build_runner
-    from sglab.train.loop import resolve_device
+    from sglab.config import resolve_device
+    from sglab.profiling.microbench import fixed_batch
+    from sglab.training.build import build_chain
 
     device = resolve_device(config.device)
-    runner = build_runner(config, dataset.input_shape, dataset.num_classes, device)
+    runner = build_chain(config, dataset.input_shape, dataset.num_classes, device)
     x, y = fixed_batch(dataset, dataset.input_shape, dataset.num_classes, config.batch_size, device, config.seed)
     timer = OpTimer(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     plain, timed = [], []
     for step in range(warmup + steps):
-        for recorder, times in ((None, plain), (timer, timed)):
+        for observer, times in ((None, plain), (timer, timed)):
             sync()
             start = time.perf_counter_ns()
-            runner.step(x, y, recorder)
+            runner.step(x, y, observer)
             sync()  # a step's cost includes finishing its kernels
             if step >= warmup:
                 times.append(time.perf_counter_ns() - start)
     plain_ns, timed_ns = np.array(plain), np.array(timed)
-    ops_per_step = len(timer.records) // timer.num_steps
-    per_op = recorder_cost_ns(device)
+    ops_per_step = sum(map(len, timer.durations().values())) // timer.num_steps
+    per_op = observer_cost_ns(device)
     base = float(np.median(plain_ns))
     return {
         "step_ns_without": int(base),
@@ -80,13 +81,13 @@ def overhead(config: TrainConfig, dataset, steps: int, warmup: int) -> dict:
         "overhead_pct": 100 * float(np.median(timed_ns - plain_ns)) / base,
         "overhead_pct_of_medians": 100 * (float(np.median(timed_ns)) - base) / base,
         "ops_per_step": ops_per_step,
-        "recorder_ns_per_op": per_op,
-        "recorder_bound_pct": 100 * ops_per_step * per_op / base,
+        "observer_ns_per_op": per_op,
+        "observer_bound_pct": 100 * ops_per_step * per_op / base,
         "steps": steps,
     }
 
 
-def recorder_cost_ns(device: torch.device, n: int = 20000) -> float:
+def observer_cost_ns(device: torch.device, n: int = 20000) -> float:
     """Cost of the OpTimer itself around an empty op, per op (events included on CUDA)."""
     timer = OpTimer(device)
     actions = [Action(i, op) for i in range(3) for op in ("F", "S", "B", "U", "T")]
@@ -94,18 +95,18 @@ def recorder_cost_ns(device: torch.device, n: int = 20000) -> float:
     for k in range(n):
         with timer.op(actions[k % len(actions)]):
             pass
-    _ = timer.records  # harvest (CUDA: one sync)
+    timer.durations()  # harvest (CUDA: one sync)
     return (time.perf_counter_ns() - start) / n
 
 
-def repeatability(config: TrainConfig, dataset, profiles: int, repeats: int, warmup: int,
+def repeatability(config: ClassifyConfig, dataset, profiles: int, repeats: int, warmup: int,
                   clock: str = "perf_counter") -> tuple[pd.DataFrame, dict]:
     """CV of each (stage, op) time over ``profiles`` independent micro-benchmarks.
 
     The profiles report medians (the default statistic); the same runs' raw step-op timings
     also give the CV a ``p10`` profile would have had, for comparison on noisy machines.
     """
-    from sglab.profile.inrun import summarize
+    from sglab.profiling.inrun import summarize
 
     rows = []
     for k in range(profiles):
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeatability: CPU clocks to compare (thread_time needs --threads 1; CUDA uses events)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from sglab.config import resolve_device
     from sglab.data import load_dataset
-    from sglab.train.loop import resolve_device
 
     dataset = load_dataset("embedded")
     device = resolve_device(args.device)
@@ -165,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         over = overhead(config, dataset, args.steps, args.warmup)
         print(f"{name}: overhead {over['overhead_pct']:+.2f} % (median step {over['step_ns_without'] / 1e6:.2f} ms; "
-              f"recorder alone {over['recorder_ns_per_op']:.0f} ns/op x {over['ops_per_step']} ops = "
-              f"{over['recorder_bound_pct']:.2f} %)", flush=True)
+              f"observer alone {over['observer_ns_per_op']:.0f} ns/op x {over['ops_per_step']} ops = "
+              f"{over['observer_bound_pct']:.2f} %)", flush=True)
         clocks = ["cuda_event"] if device.type == "cuda" else args.clocks.split(",")
         cv_by_clock = {}
         for clock in clocks:

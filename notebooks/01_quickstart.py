@@ -31,7 +31,7 @@ import pandas as pd
 from analysis.learning_curves import comparison_table, load_runs, plot_learning_curves
 from sglab import METHODS, Action
 from sglab.data import load_dataset
-from sglab.train import TrainConfig, train
+from sglab.training import ClassifyConfig, train
 
 STEPS = int(os.environ.get("SGLAB_NOTEBOOK_STEPS", 600))
 OUT = os.environ.get("SGLAB_NOTEBOOK_OUT", "runs/notebook-01")
@@ -59,7 +59,7 @@ print(data.describe())
 
 runs = []
 for method in ("bprop", "dni", "cdni"):
-    config = TrainConfig(method=method, model="fcn", layers=3, steps=STEPS, batch_size=128,
+    config = ClassifyConfig(method=method, model="fcn", layers=3, steps=STEPS, batch_size=128,
                          eval_every=max(STEPS // 5, 1), seed=0)
     runs.append(train(config, f"{OUT}/{method}", dataset=data, progress=False).run_dir)
 

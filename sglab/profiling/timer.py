@@ -56,7 +56,7 @@ def cpu_clock(name: str):
 
 
 class OpTimer(Observer):
-    """Times each ``recorder.op(action)`` section; see the module docstring.
+    """Times each ``observer.op(action)`` section; see the module docstring.
 
     Args:
         device: where the ops run (``"cpu"``, ``"cuda"``, a ``torch.device``).
