@@ -1,4 +1,4 @@
-"""Figures of simulations: Gantt charts of op traces and speedup curves of sweeps.
+"""Figures of simulations: Gantt charts of op traces, speedup bars and the speedup curves of sweeps.
 
 A Gantt chart draws the same trace the simulator returns (and a measured run writes): one row
 per device or link, one box per op, coloured by op with the same colours everywhere.
@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # figures are written to files; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from analysis.style import save_figure  # noqa: E402,F401  (re-exported: figure callers import it from here)
 from sglab.ops import ALL_OPS, OP_MEANING  # noqa: E402
@@ -100,3 +100,28 @@ def plot_speedups(table: pd.DataFrame, y: str = "speedup", title: str | None = N
     ax.tick_params(axis="x", rotation=30)
     ax.set_title(title or f"{y} per method")
     return fig
+
+
+def sweep_figures(table: pd.DataFrame, grid, out: Path) -> list[Path]:
+    """Speedup against each swept dimension of ``grid`` (a :class:`sglab.sim.sweep.SweepGrid`), the
+    other swept dimensions held at their first value; returns the files written under ``out``."""
+    from sglab.sim.sweep import DIMENSIONS
+
+    ok = table[table["error"] == ""]
+    files: list[Path] = []
+    for name, (column, xlabel, logx) in DIMENSIONS.items():
+        if len(getattr(grid, name)) < 2:
+            continue
+        subset = ok[ok[column].notna()]
+        for other, (other_column, _, _) in DIMENSIONS.items():
+            values = getattr(grid, other)
+            if other != name and len(values) > 1:
+                keep = subset[other_column].isna() if values[0] is None else subset[other_column] == values[0]
+                subset = subset[keep]
+        if subset.empty:
+            continue
+        fig = plot_sweep(subset, x=column, col="hardware_spec", logx=logx, title=f"speedup vs {xlabel}")
+        for ax in fig.axes:
+            ax.set_xlabel(xlabel)
+        files += save_figure(fig, out / f"speedup_vs_{column.removesuffix('_requested')}")
+    return files

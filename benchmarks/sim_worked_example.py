@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "bandwidth": ["--bandwidth", "0.01,0.03,0.1,0.3,1,3,10,30"],
         "synth": ["--synth-cost-ratios", "0,0.25,0.5,1,2,4", "--hardware", "cluster-ib-hdr"],
     }
-    methods = ["--methods", "naive,gpipe,1f1b,dni,unlocked,ddg,dgl"]
+    methods = ["--methods", "bprop,gpipe,1f1b,dni,unlocked,ddg,dgl"]
     for name, extra in sweeps.items():
         hardware = [] if "--hardware" in extra else ["--hardware", ",".join(MACHINES)]
         run(["sweep", "--profile", str(profile), *methods, *hardware, *extra, *steps, "--workers", "2",
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _figures(profile_path: Path, out: Path, figures: Path, steps: int) -> None:
     from analysis.sim_figures import gantt, plot_speedups, save_figure
-    from sglab.profile import CostProfile
-    from sglab.sim import load_hardware, simulate
+    from sglab.costprofile import CostProfile
+    from sglab.sim import load_hardware, simulate, simulate_baseline
 
     rows = []
     for machine in MACHINES:
@@ -98,12 +98,13 @@ def _figures(profile_path: Path, out: Path, figures: Path, steps: int) -> None:
     hw = load_hardware("cluster-10gbe").resized(profile.num_stages)
     import matplotlib.pyplot as plt
 
-    methods = ("sequential", "gpipe", "1f1b", "dni", "unlocked")
-    fig, axes = plt.subplots(len(methods), 1, figsize=(12, 15))
-    for ax, method in zip(axes, methods):
-        result = simulate(profile, hw, method, steps=4, microbatches=6, baseline=False)
-        gantt(result.trace, ax=ax, labels=False, max_steps=2 if method in ("gpipe", "1f1b") else 3,
-              title=f"{method} on {hw.name}")
+    runs = {"sequential backprop (the baseline)": simulate_baseline(profile, hw, steps=4)}
+    runs.update({m: simulate(profile, hw, m, steps=4, microbatches=6, baseline=False)
+                 for m in ("gpipe", "1f1b", "dni", "unlocked")})
+    fig, axes = plt.subplots(len(runs), 1, figsize=(12, 15))
+    for ax, (name, result) in zip(axes, runs.items()):
+        gantt(result.trace, ax=ax, labels=False, max_steps=2 if result.summary["microbatches"] > 1 else 3,
+              title=f"{name} on {hw.name}")
     fig.tight_layout()
     save_figure(fig, figures / "gantt")
     for name, column in (("stages", "speedup_vs_stages"), ("bandwidth", "speedup_vs_bandwidth_GB_per_s"),

@@ -8,7 +8,7 @@
 2. **Scaling** from 1e3 to 1e6 ops (goal: a flat rate): graph building, engine and the whole
    ``simulate`` call (graph + engine + trace + summary) timed separately.
 3. **16 stages × 1,000 steps of DNI**: the wall time of ``simulate`` with and without the
-   sequential-backprop baseline it runs for the speedup.
+   baseline (sequential backprop, ``simulate_baseline``) it runs for the speedup.
 
 Writes ``simulator_benchmark.json`` (provenance, settings, medians and every sample),
 ``rates.csv`` (one row per size) and ``rates.png`` into ``--out``. Times are medians of
@@ -25,15 +25,15 @@ import gc
 import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import simpy
 
+from sglab.costprofile import CostProfile, Measurement, StageCost
 from sglab.io import atomic_write_json, atomic_write_text, provenance
-from sglab.profile.schema import CostProfile, Measurement, StageCost
-from sglab.sim import SimOptions, build_graph, get_sim_method, load_hardware, simulate
+from sglab.methods import get_method
+from sglab.sim import SimOptions, build_graph, load_hardware, simulate
 from sglab.sim.engine import Engine
 
 STAGES = 16
@@ -79,8 +79,8 @@ def bare_resource_loop(num_ops: int) -> dict[str, float]:
 
 def timed_simulation(profile: CostProfile, hw, steps: int) -> dict[str, float]:
     """Seconds to build the DNI graph, run the engine and run the whole ``simulate`` call."""
-    method = get_sim_method("dni")
-    options = replace(SimOptions(steps=steps), microbatches=1)
+    method = get_method("dni", "sim")
+    options = SimOptions(steps=steps)
     times: dict[str, float] = {}
     with clock(times, "build_s"):
         graph = build_graph(profile, hw, method, options)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             **{f"median_{k}": median(long_runs, k) for k in long_runs[0] if k != "ops"}}
     print(f"16 stages x {args.long_steps} steps of DNI ({long['ops']} ops): {long['median_simulate_s']:.2f} s CPU "
           f"({long['median_simulate_wall_s']:.2f} s wall), {long['median_with_baseline_s']:.2f} s CPU with the "
-          f"sequential baseline")
+          f"baseline")
 
     table = pd.DataFrame(rows)
     atomic_write_text(args.out / "rates.csv", table.to_csv(index=False))

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,11 +23,11 @@
 # question in two:
 #
 # 1. **Measure** what each op of each stage costs here, with the profiler
-#    (`sglab.profile.profile_model`): a **CostProfile** of a small DNI FCN on the embedded
+#    (`sglab.profiling.profile_model`): a **CostProfile** of a small DNI FCN on the embedded
 #    MNIST digits.
 # 2. **Simulate** those measured ops on a *hypothetical* multi-device machine with the SimPy
-#    simulator (`sglab.sim.simulate`), once per method: sequential backprop (the baseline),
-#    GPipe, 1F1B, DNI, DDG and DGL.
+#    simulator (`sglab.sim.simulate`), once per method of the one registry (`sglab.methods`):
+#    GPipe, 1F1B, DNI, DDG and DGL, each against sequential backprop (the baseline).
 #
 # `SGLAB_NOTEBOOK_STEPS` sets the number of timed profiler repeats (CI runs it with a tiny one);
 # figures and tables are written under `SGLAB_NOTEBOOK_OUT`. See `docs/profiler.md` and
@@ -43,10 +45,10 @@ from IPython.display import Image
 
 from analysis.sim_figures import gantt, plot_sweep, save_figure
 from sglab.data import load_dataset
-from sglab.profile import profile_model
-from sglab.sim import SimOptions, load_hardware, simulate
+from sglab.profiling import profile_model
+from sglab.sim import SimOptions, load_hardware, simulate, simulate_baseline
 from sglab.sim.sweep import SweepGrid, run_sweep
-from sglab.train import TrainConfig
+from sglab.training import ClassifyConfig
 
 REPEATS = int(os.environ.get("SGLAB_NOTEBOOK_STEPS", 30))
 OUT = Path(os.environ.get("SGLAB_NOTEBOOK_OUT", "runs/notebook-02"))
@@ -69,8 +71,8 @@ torch.set_num_threads(1)
 
 # %%
 data = load_dataset("embedded")
-config = TrainConfig(method="dni", model="fcn", layers=4, width=512, synth_hidden_layers=0,
-                     batch_size=128, device="cpu", seed=0)
+config = ClassifyConfig(method="dni", model="fcn", layers=4, width=512, synth_hidden_layers=0,
+                        batch_size=128, device="cpu", seed=0)
 profile = profile_model(config, dataset=data, repeats=REPEATS, warmup=3, clock="thread_time", max_seconds=10)
 profile.save(OUT / "profile.json")
 m = profile.measurement
@@ -106,7 +108,8 @@ ops_table.round(2)
 # time; an activation or gradient that has to reach another node takes
 # `latency + bytes / bandwidth` per hop, overlapping compute.
 #
-# * `sequential`: backprop with every stage on one node, the **baseline** of every speedup;
+# * the **baseline** of every speedup, sequential backprop: `bprop` with every stage on one node
+#   (`simulate_baseline`; `bprop` with one stage per node is naive model parallelism);
 # * `gpipe`, `1f1b`: backprop pipelines with `4 × K` microbatches per step, flushed at each step;
 # * `dni`: synthetic gradients; a stage runs `F S B U` and trains its synthesizer (`T`) when the
 #   true gradient from above arrives;
@@ -114,7 +117,7 @@ ops_table.round(2)
 # * `dgl`: decoupled greedy learning with local auxiliary heads (here costed by the measured
 #   `S`/`T`), nothing travels backwards.
 #
-# The summary columns: `speedup` (sequential makespan for the same samples ÷ this method's),
+# The summary columns: `speedup` (the baseline's makespan for the same samples ÷ this method's),
 # `steady_speedup` (the same on the interval between step completions in the middle of the run,
 # without pipeline fill and drain), `bubble_fraction` (idle share of the nodes),
 # `mean_utilisation`, and the staleness columns: `max_staleness` (updates between the weights a
@@ -126,9 +129,11 @@ K = profile.num_stages
 hardware = load_hardware("cluster-10gbe").resized(K)
 print(hardware.name, "-", hardware.description)
 
-METHODS = ["sequential", "gpipe", "1f1b", "dni", "ddg", "dgl"]
+METHODS = ["gpipe", "1f1b", "dni", "ddg", "dgl"]
+baseline = simulate_baseline(profile, hardware, SimOptions(steps=SIM_STEPS))
 results = {name: simulate(profile, hardware, name, SimOptions(steps=SIM_STEPS)) for name in METHODS}
 summary = pd.DataFrame([r.summary for r in results.values()]).set_index("method")
+print("speedups over", baseline.summary["baseline"])
 summary.to_csv(OUT / "sim_summary.csv")
 columns = ["microbatches", "speedup", "steady_speedup", "bubble_fraction", "mean_utilisation",
            "max_staleness", "max_synthesizer_lag", "peak_memory_bytes"]
@@ -142,7 +147,7 @@ summary[columns].round(3)
 # pipeline steps. To keep the boxes legible, GPipe and 1F1B are re-simulated here with `K`
 # microbatches per step instead of the table's `4 × K`. What to look for:
 #
-# * **sequential**: one node does everything; the others are idle (the baseline).
+# * **the baseline** (sequential backprop): one node does everything; the others are idle.
 # * **GPipe / 1F1B**: the diagonal fill and drain of the pipeline at each flush is the *bubble*
 #   (with `K` microbatches it is large; the table's `4 × K` shrink it, at the cost of stashing
 #   activations). Every activation and gradient crosses the switch in two hops.
@@ -154,13 +159,13 @@ summary[columns].round(3)
 #   gradient traffic at all.
 
 # %%
-shown = dict(results)
+shown = {"baseline": baseline, **results}
 for name in ("gpipe", "1f1b"):
     shown[name] = simulate(profile, hardware, name, SimOptions(steps=2, microbatches=K))
 window_ns = int(shown["gpipe"].trace["end_ns"].max())  # two GPipe steps of K microbatches
 
-fig, axes = plt.subplots(len(METHODS), 1, figsize=(12, 2.4 * len(METHODS) + 1))
-for ax, name in zip(axes, METHODS):
+fig, axes = plt.subplots(len(shown), 1, figsize=(12, 2.4 * len(shown) + 1))
+for ax, name in zip(axes, shown):
     trace = shown[name].trace
     gantt(trace[trace["start_ns"] < window_ns], title=f"{name} on {hardware.name}", ax=ax)
     ax.set_xlim(0, window_ns / 1e6)
@@ -172,7 +177,7 @@ Image(filename=str(paths[0]))
 # ## Why DNI's speedup depends on the synthesizer-to-stage cost ratio
 #
 # In steady state a DNI step is as slow as its **slowest node**, and node `i` does its stage's
-# work plus its synthesizer's: `(F+B+U)_i + (S+T)_i`. Sequential backprop does every stage's
+# work plus its synthesizer's: `(F+B+U)_i + (S+T)_i`. The baseline does every stage's
 # `F+B+U` on one node. Ignoring transfers (they overlap compute), that gives
 #
 #     speedup_DNI ≈ Σ_i (F+B+U)_i / max_i [(F+B+U)_i + (S+T)_i].

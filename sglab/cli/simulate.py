@@ -1,15 +1,22 @@
-"""``sglab simulate`` and ``sglab sweep``."""
+"""``sglab simulate`` and ``sglab sweep``: the simulator (:mod:`sglab.sim`) on the command line.
+
+Bad options raise :class:`~sglab.errors.UsageError` (exit 2) before any work; a simulation that
+cannot run on its input (a profile without an op the method needs, a scheduler that does not
+answer, a sweep whose every point failed) raises :class:`~sglab.errors.SglabError` (exit 1).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from sglab.sim.errors import SimError
+from sglab.errors import SglabError, UsageError
+from sglab.methods import ALIASES, get_method, method_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,16 +27,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--profile", type=Path, help="CostProfile JSON (from sglab profile)")
     sim.add_argument("--hardware", default="cluster-10gbe",
                      help="preset name or JSON/YAML spec file (default: %(default)s)")
-    sim.add_argument("--method", default="all", help="method, comma-separated methods, or 'all' (default: %(default)s)")
+    sim.add_argument("--method", default="all",
+                     help="method, comma-separated methods, or 'all' the simulator runs (default: %(default)s)")
     sim.add_argument("--list", action="store_true", help="list methods and hardware presets, then exit")
+    sim.add_argument("--schedule", action="store_true",
+                     help="print each rank's actions of a pipeline method, with sends and receives, then exit")
     _common(sim)
     sim.add_argument("--bandwidth", type=float, help="override every link's bandwidth, GB/s per direction")
     sim.add_argument("--stages", type=int, help="merge the profile's layers into this many stages first")
     sim.add_argument("--override-synth", action="store_true",
                      help="apply --synth-cost-ratio even where S/T were measured")
-    sim.add_argument("--update-prob", type=float, help="per-stage update probability of 'stochastic' (default 0.2)")
-    sim.add_argument("--unlock-prob", type=float, default=0.5,
-                     help="'mixed': probability a stage uses its synthetic gradient rather than wait (default 0.5)")
+    sim.add_argument("--update-prob", type=float,
+                     help="per-stage update probability, for the methods that are not pipelines "
+                          "(default: each method's own; stochastic 0.2)")
+    sim.add_argument("--unlock-prob", type=float,
+                     help="probability that a stage uses its synthetic gradient rather than wait for the true one, "
+                          "for the methods with synthetic gradients (default: each method's own; mixed 0.5)")
     sim.add_argument("--max-ahead", type=int, default=2, help="steps a stage may run ahead of the next; 0: unbounded")
     sim.add_argument("--out", type=Path, help="also write trace.csv, summary.json, trace.json and gantt.png here")
     sim.add_argument("--json", action="store_true", help="print the summaries as JSON")
@@ -49,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--microbatches-grid", default="", help="comma-separated microbatch counts for gpipe/1f1b")
     sweep.add_argument("--workers", type=int, help="process-pool size (default: CPU count)")
     sweep.add_argument("--scheduler-address", help="dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
+    sweep.add_argument("--connect-timeout", type=float, default=10.0,
+                       help="seconds to wait for the scheduler to answer (default: %(default)s)")
     sweep.add_argument("--out", type=Path, required=True, help="output directory")
     sweep.add_argument("--no-figures", action="store_true", help="write the CSV only")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,62 +79,105 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-flops", type=float, help="FLOP/s of the profiled device (for specs giving flops)")
 
 
-def _methods(text: str) -> list[str]:
-    from sglab.sim.schedules import SIM_METHODS, get_sim_method
+def _positive(flag: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} must be a number > 0, got {value:g}")
 
-    names = list(SIM_METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+
+def _methods(text: str, flag: str = "--method") -> list[str]:
+    """The methods ``text`` names (``all``: every one the simulator runs), each checked against the registry."""
+    if text.strip() == "all":
+        return method_names("sim")
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise UsageError(f"{flag} {text!r} names no method; give one or more of {', '.join(method_names('sim'))}, "
+                         f"or all")
     for name in names:
-        get_sim_method(name)  # fail before any work on a typo
+        get_method(name, "sim")  # fail before any work on a typo
     return names
 
 
-def _floats(text: str, kind=float) -> tuple:
+def _floats(text: str, flag: str, kind=float, zero_ok: bool = False) -> tuple:
+    """Comma-separated values (``none`` or ``-``: as given), each > 0 (or >= 0); ``""``: one ``None``."""
+    if not text:
+        return (None,)
     try:
-        if not text:
-            return (None,)
-        return tuple(None if v.strip().lower() in ("none", "-") else kind(v) for v in text.split(","))
+        values = tuple(None if v.strip().lower() in ("none", "-") else kind(v) for v in text.split(","))
     except ValueError:
-        raise SimError(f"cannot read {text!r} as comma-separated numbers") from None
+        raise UsageError(f"{flag}: cannot read {text!r} as comma-separated {kind.__name__}s") from None
+    bad = [v for v in values if v is not None and not (math.isfinite(v) and (v > 0 or (zero_ok and v == 0)))]
+    if bad:
+        raise UsageError(f"{flag}: every value must be {'>=' if zero_ok else '>'} 0, got {bad[0]:g}")
+    return values
 
 
 def _load_profile(path: Path | None):
-    from sglab.profile.schema import CostProfile
+    from sglab.costprofile import CostProfile
 
     if path is None:
-        raise SimError("--profile is required (a CostProfile JSON written by sglab profile)")
+        raise UsageError("--profile is required (a CostProfile JSON written by sglab profile)")
     return CostProfile.load(path)
+
+
+def _regrouped(profile, stages: int | None):
+    from sglab.partition import regroup
+
+    if stages is None:
+        return profile
+    if not 1 <= stages <= profile.num_stages:
+        raise UsageError(f"--stages must be 1..{profile.num_stages} (the profile's stages), got {stages}")
+    return regroup(profile, stages)
+
+
+def _overrides(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Per method, the probabilities the flags set where they apply; a flag that applies to none is an error."""
+    methods = {name: get_method(name, "sim") for name in names}
+    rules = (("update_prob", "--update-prob", lambda m: not m.pipelined, "are not pipelines"),
+             ("unlock_prob", "--unlock-prob", lambda m: m.synthetic_gradients, "have synthetic gradients"))
+    out: dict[str, dict] = {name: {} for name in names}
+    for field, flag, applies, what in rules:
+        value = getattr(args, field)
+        if value is None:
+            continue
+        takers = [name for name, m in methods.items() if applies(m)]
+        if not takers:
+            raise UsageError(f"{flag} applies to the methods that {what}; none of {', '.join(names)} does")
+        for name in takers:
+            out[name][field] = value
+    return out
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     """``sglab simulate``: print one summary row per method (and write files with --out)."""
-    from sglab.sim import costs, load_hardware, simulate
-    from sglab.sim.presets import preset_table
-    from sglab.sim.schedules import SIM_METHODS, SimOptions
+    from sglab.sim import SimOptions, load_hardware, simulate
 
     if args.list:
-        print("methods:")
-        for m in SIM_METHODS.values():
-            print(f"  {m.name:<11} {m.description}")
-        print("hardware presets (hypothetical):")
-        for row in preset_table():
-            print(f"  {row['name']:<25} {row['description']}\n  {'':<25} sources: {row['sources']}")
-        return 0
-    profile = _load_profile(args.profile)
-    if args.stages:
-        profile = costs.regroup(profile, args.stages)
+        return _list()
+    _positive("--bandwidth", args.bandwidth)
+    _positive("--reference-flops", args.reference_flops)
+    if args.stages is not None and args.stages < 1:
+        raise UsageError(f"--stages must be >= 1, got {args.stages}")
+    if args.max_ahead < 0:
+        raise UsageError(f"--max-ahead must be >= 0 (0: unbounded), got {args.max_ahead}")
+    names = _methods(args.method)
+    if args.schedule:
+        return _print_schedule(args, names)
+    profile = _regrouped(_load_profile(args.profile), args.stages)
     hw = load_hardware(args.hardware, args.reference_flops)
     if args.bandwidth is not None:
         hw = hw.with_link(bandwidth_bytes_per_s=int(args.bandwidth * 1e9))
     options = SimOptions(steps=args.steps, microbatches=args.microbatches, seed=args.seed,
                          synth_cost_ratio=args.synth_cost_ratio, override_synth=args.override_synth,
-                         update_prob=args.update_prob, unlock_prob=args.unlock_prob, max_ahead=args.max_ahead or None)
-    results = {name: simulate(profile, hw, name, options) for name in _methods(args.method)}
+                         max_ahead=args.max_ahead or None)
+    overrides = _overrides(names, args)
+    results = {name: simulate(profile, hw, name, replace(options, **overrides[name])) for name in names}
     table = pd.DataFrame([r.summary for r in results.values()])
     if args.json:
         print(json.dumps([r.summary for r in results.values()], indent=2, default=str))
     else:
         name, batch = profile.model.get("name", "model"), profile.measurement.batch_size
-        print(f"{name} ({profile.num_stages} stages, batch {batch}) on {hw.name}: {hw.description}")
+        print(f"{name} ({profile.num_stages} stages, batch {batch}) on {hw.name}: {hw.description}; "
+              f"speedup over {table['baseline'].iloc[0]}")
         print(format_summary(table))
         if len(results) == 1:
             print(next(iter(results.values())).devices.to_string(index=False))
@@ -128,14 +186,55 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list() -> int:
+    from sglab.sim.presets import preset_table
+
+    print("methods (sglab.methods, the ones the simulator runs):")
+    for name in method_names("sim"):
+        print(f"  {name:<11} {get_method(name).description}")
+    print("  aliases: " + ", ".join(f"{a}={m}" for a, m in ALIASES.items() if m in method_names("sim")))
+    print("hardware presets (hypothetical):")
+    for row in preset_table():
+        print(f"  {row['name']:<25} {row['description']}\n  {'':<25} sources: {row['sources']}")
+    return 0
+
+
+def _print_schedule(args: argparse.Namespace, names: list[str]) -> int:
+    """Each rank's actions of one step, with the sends and receives torch's pipelining would add."""
+    from sglab.sim import load_hardware
+    from sglab.sim.pipeline import rank_schedule
+
+    method = get_method(names[0], "sim")
+    if len(names) != 1 or not method.pipelined:
+        pipelines = [n for n in method_names("sim") if get_method(n).pipelined]
+        raise UsageError(f"--schedule needs one pipeline method ({', '.join(pipelines)}), not {args.method!r}")
+    if args.profile is not None:
+        num_stages = _regrouped(_load_profile(args.profile), args.stages).num_stages
+    elif args.stages is not None:
+        num_stages = args.stages
+    else:
+        raise UsageError("--schedule needs the number of stages: give --profile or --stages")
+    hw = load_hardware(args.hardware, args.reference_flops)
+    placement = hw.placement_for(num_stages)
+    ranks = len(set(placement))
+    m = method.default_microbatches(ranks) if args.microbatches is None else args.microbatches
+    if m < 1:
+        raise UsageError(f"--microbatches must be >= 1, got {m}")
+    print(f"{method.name}: {num_stages} stages on {ranks} ranks of {hw.name}, {m} microbatches per step")
+    for rank, (device, actions) in rank_schedule(method, placement, m).items():
+        print(f"rank {rank} ({hw.devices[device].name}): {' '.join(map(str, actions))}")
+    return 0
+
+
 def format_summary(table: pd.DataFrame) -> str:
-    """The summary columns a person reads first, in readable units."""
+    """The summary columns a person reads first, in readable units; an undefined speedup shows as NaN."""
+    number = lambda column: pd.to_numeric(table[column], errors="coerce").astype(float)  # noqa: E731  None -> NaN
     view = pd.DataFrame({
         "method": table["method"],
         "makespan_ms": (table["makespan_ns"] / 1e6).round(3),
-        "samples/s": table["throughput_samples_per_s"].round(1),
-        "speedup": table["speedup"].round(3),
-        "steady_speedup": table["steady_speedup"].astype(float).round(3),
+        "samples/s": number("throughput_samples_per_s").round(1),
+        "speedup": number("speedup").round(3),
+        "steady_speedup": number("steady_speedup").round(3),
         "bubble": table["bubble_fraction"].round(3),
         "peak_mem_MB": (table["peak_memory_bytes"] / 1e6).round(1),
         "fits": table["fits"],
@@ -159,25 +258,44 @@ def _write(results, table, hw, out: Path) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """``sglab sweep``: run the grid, write CSV and figures, print the speedup table."""
+    from sglab.sim import SimOptions
     from sglab.sim.sweep import SweepGrid, run_sweep, write_sweep
 
-    profile = _load_profile(args.profile)
-    grid = SweepGrid(methods=tuple(_methods(args.methods)), hardware=tuple(h.strip() for h in args.hardware.split(",")),
-                     stages=_floats(args.stages, int), bandwidths=_floats(args.bandwidth),
-                     synth_cost_ratios=_floats(args.synth_cost_ratios),
-                     microbatches=_floats(args.microbatches_grid, int),
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    _positive("--reference-flops", args.reference_flops)
+    # checked once here, so that a bad value is one usage error rather than a failure at every point
+    SimOptions(steps=args.steps, microbatches=args.microbatches, seed=args.seed, synth_cost_ratio=args.synth_cost_ratio)
+    grid = SweepGrid(methods=tuple(_methods(args.methods, "--methods")),
+                     hardware=tuple(h.strip() for h in args.hardware.split(",") if h.strip()),
+                     stages=_floats(args.stages, "--stages", int), bandwidths=_floats(args.bandwidth, "--bandwidth"),
+                     synth_cost_ratios=_floats(args.synth_cost_ratios, "--synth-cost-ratios", zero_ok=True),
+                     microbatches=_floats(args.microbatches_grid, "--microbatches-grid", int),
                      steps=args.steps, seed=args.seed, reference_flops=args.reference_flops)
-    if args.microbatches and grid.microbatches == (None,):
+    if args.microbatches is not None and grid.microbatches == (None,):
         grid = replace(grid, microbatches=(args.microbatches,))
     if args.synth_cost_ratio is not None and grid.synth_cost_ratios == (None,):
         grid = replace(grid, synth_cost_ratios=(args.synth_cost_ratio,), override_synth=False)
+    profile = _load_profile(args.profile)
+    if not grid.hardware:
+        raise SglabError(f"the grid is empty: --hardware {args.hardware!r} names no machine")
+    _positive("--connect-timeout", args.connect_timeout)
     table = run_sweep(profile, grid, workers=args.workers, scheduler_address=args.scheduler_address,
-                      progress=not args.no_progress)
-    files = write_sweep(table, grid, args.out, figures=not args.no_figures)
+                      progress=not args.no_progress, connect_timeout_s=args.connect_timeout)
+    files = write_sweep(table, grid, args.out)
+    if not args.no_figures:
+        from analysis.sim_figures import sweep_figures
+
+        files += sweep_figures(table, grid, args.out)
     failed = table[table["error"] != ""]
     columns = ["method", "hardware_spec", "num_stages", "bandwidth_GB_per_s", "synth_cost_ratio", "speedup"]
-    print(table[table["error"] == ""][[c for c in columns if c in table]].to_string(index=False))
+    ok = table[table["error"] == ""]
+    if len(ok):
+        print(ok[[c for c in columns if c in table]].to_string(index=False))
     for row in failed.itertuples():
         print(f"failed: {row.method} on {row.hardware_spec}: {row.error}")
     print(f"wrote {len(files)} files to {args.out}")
+    if not len(ok):
+        raise SglabError(f"every one of the {len(table)} grid points failed (see above and {args.out / 'sweep.csv'}); "
+                         f"first: {failed['error'].iloc[0]}")
     return 0

@@ -7,17 +7,14 @@ from typing import Any
 
 import pandas as pd
 
+from sglab.costprofile import CostProfile
 from sglab.io import atomic_write_json, atomic_write_text
-from sglab.profile.schema import CostProfile
-from sglab.sim.api import simulate
-from sglab.sim.errors import SimError
-from sglab.sim.hardware import Hardware
-from sglab.sim.schedules import SIM_METHODS, SimOptions
-from sglab.sim.spec import load_hardware
-from sglab.sim.trace import chrome_trace
+from sglab.methods import method_names
+from sglab.sim import Hardware, SimError, SimOptions, load_hardware, simulate, simulate_baseline
+from sglab.trace import chrome_trace
 
-#: Methods drawn in the demo's Gantt figure, when they could be simulated.
-GANTT_METHODS = ("sequential", "gpipe", "1f1b", "dni")
+#: Methods drawn in the demo's Gantt figure (under the baseline), when they could be simulated.
+GANTT_METHODS = ("gpipe", "1f1b", "dni")
 #: Steps of each method kept in the demo's Chrome trace (the whole run would be megabytes).
 TRACE_STEPS = 5
 
@@ -30,13 +27,14 @@ def demo_hardware(profile: CostProfile, preset: str | Hardware = "cluster-10gbe"
 
 def demo_simulation(profile: CostProfile, out_dir: Path, hardware: str | Hardware = "cluster-10gbe",
                     steps: int = 20, synth_cost_ratio: float | None = None, seed: int = 0) -> dict[str, Any]:
-    """Simulate ``profile`` with every applicable method, one stage per device of ``hardware``.
+    """Simulate ``profile`` with every method the simulator runs, one stage per device of ``hardware``.
 
-    Writes ``sim_summary.csv``, ``sim_gantt.png``/``.pdf``, ``sim_speedups.png``/``.pdf`` and
-    ``sim_trace.json`` (Chrome trace of the first steps, one process per method) into
-    ``out_dir``. A method whose ops the profile did not measure (S/T without
+    Speedups are over sequential backprop (``bprop`` with every stage on one device). Writes
+    ``sim_summary.csv``, ``sim_gantt.png``/``.pdf`` (the baseline on top),
+    ``sim_speedups.png``/``.pdf`` and ``sim_trace.json`` (Chrome trace of the first steps, one
+    process per method) into ``out_dir``. A method whose ops the profile did not measure (S/T without
     ``synth_cost_ratio``) is skipped, and the returned dict says why. Returns the hardware,
-    speedups per method, a compact summary table, skipped methods, figures and files.
+    baseline, speedups per method, a compact summary table, skipped methods, figures and files.
     """
     from analysis.sim_figures import gantt, plot_speedups, save_figure
 
@@ -44,7 +42,7 @@ def demo_simulation(profile: CostProfile, out_dir: Path, hardware: str | Hardwar
     hw = demo_hardware(profile, hardware)
     options = SimOptions(steps=steps, seed=seed, synth_cost_ratio=synth_cost_ratio)
     results, skipped = {}, {}
-    for name in SIM_METHODS:
+    for name in method_names("sim"):
         try:
             results[name] = simulate(profile, hw, name, options)
         except SimError as err:
@@ -54,16 +52,17 @@ def demo_simulation(profile: CostProfile, out_dir: Path, hardware: str | Hardwar
     events: list[dict] = []
     for pid, (name, result) in enumerate(results.items()):
         first = result.trace[result.trace["step"] < TRACE_STEPS]
-        trace = chrome_trace(first, process_name=f"{name} on {hw.name}")["traceEvents"]
-        events += [{**e, "pid": pid} for e in trace]
+        events += chrome_trace(first, process_name=f"{name} on {hw.name}", pid=pid)["traceEvents"]
     files.append(atomic_write_json(out / "sim_trace.json", {"traceEvents": events, "displayTimeUnit": "ns"}))
-    figures = _figures(results, hw, out, gantt, plot_speedups, save_figure, table)
+    baseline = simulate_baseline(profile, hw, options)
+    figures = _figures(results, baseline, hw, out, gantt, plot_speedups, save_figure, table)
     columns = ["method", "speedup", "steady_speedup", "throughput_samples_per_s", "bubble_fraction",
                "peak_memory_bytes", "fits", "max_staleness"]
     return {
         "hardware": f"{hw.name} ({hw.description})",
         "num_devices": hw.num_devices,
         "steps": steps,
+        "baseline": baseline.summary["baseline"],
         "speedups": {name: r.summary["speedup"] for name, r in results.items()},
         "steady_speedups": {name: r.summary["steady_speedup"] for name, r in results.items()},
         "summary": table[columns].to_dict(orient="records") if len(table) else [],
@@ -73,15 +72,14 @@ def demo_simulation(profile: CostProfile, out_dir: Path, hardware: str | Hardwar
     }
 
 
-def _figures(results, hw, out, gantt, plot_speedups, save_figure, table) -> list[Path]:
+def _figures(results, baseline, hw, out, gantt, plot_speedups, save_figure, table) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    shown = [m for m in GANTT_METHODS if m in results]
+    shown = {"sequential backprop (the baseline)": baseline, **{m: results[m] for m in GANTT_METHODS if m in results}}
     fig, axes = plt.subplots(len(shown), 1, figsize=(12, 2.2 * len(shown) + 1.5), squeeze=False)
-    for ax, name in zip(axes[:, 0], shown):
-        steps = 2 if results[name].summary["microbatches"] > 1 else 3
-        gantt(results[name].trace, max_steps=steps, ax=ax, labels=False,
-              title=f"{name}: first {steps} steps on {hw.name}")
+    for ax, (name, result) in zip(axes[:, 0], shown.items()):
+        steps = 2 if result.summary["microbatches"] > 1 else 3
+        gantt(result.trace, max_steps=steps, ax=ax, labels=False, title=f"{name}: first {steps} steps on {hw.name}")
     fig.tight_layout()
     files = save_figure(fig, out / "sim_gantt")
     if len(table):

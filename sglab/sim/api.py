@@ -1,142 +1,142 @@
-"""``simulate``: profile + hardware + method → :class:`SimResult`."""
+"""``simulate``: profile + hardware + method → :class:`SimResult`, with speedup over the baseline.
+
+A method is a registry name (:func:`sglab.methods.get_method` for the ``sim`` runner), a
+:class:`~sglab.methods.Method`, or a hand-written pipeline (:func:`pipeline_schedule`). Its task
+graph comes from one of two builders: :func:`~sglab.sim.steps.build_steps` for methods whose
+step is one minibatch, :func:`~sglab.sim.pipeline.build_pipeline` for pipeline schedules. A
+device runs a static order where the method's stages wait for each other
+(``method.policy == "static"``) and otherwise the oldest ready op (a ready queue).
+
+The baseline of every speedup is sequential backprop: ``bprop`` with every stage on the device
+of stage 0, run on the same samples one batch per step.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from sglab import __version__
-from sglab.profile.schema import CostProfile
+from sglab.costprofile import CostProfile
+from sglab.methods import Method, get_method, method_names
 from sglab.sim.costs import CostModel
 from sglab.sim.engine import Engine
+from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
 from sglab.sim.hardware import Hardware
-from sglab.sim.results import SimResult, memory_tables, staleness, steady_step_ns, trace_frame
-from sglab.sim.schedules import SimMethod, SimOptions, get_sim_method
-from sglab.sim.spec import hardware_to_dict, load_hardware
+from sglab.sim.options import SimOptions
+from sglab.sim.pipeline import UserSchedule, build_pipeline, method_orders, user_orders
+from sglab.sim.results import SimResult, add_speedup, summarise
+from sglab.sim.spec import load_hardware
+from sglab.sim.steps import build_steps
+
+#: What ``simulate`` accepts as a method.
+MethodLike = str | Method | UserSchedule
+#: The method of the baseline, run with every stage on the device of stage 0.
+BASELINE = "bprop"
 
 
-def build_graph(profile: CostProfile, hardware: Hardware, method: SimMethod, options: SimOptions) -> TaskGraph:
-    """The task graph of ``method`` on ``hardware``; ``options.microbatches`` must be resolved."""
-    placement = hardware.placement_for(profile.num_stages)
-    if method.one_device:
-        placement = [placement[0]] * profile.num_stages
+def resolve_method(method: MethodLike, options: SimOptions) -> Method | UserSchedule:
+    """The method ``method`` names, with ``options``' update and unlock probabilities applied."""
+    if isinstance(method, str):
+        return get_method(method, "sim", update_prob=options.update_prob, unlock_prob=options.unlock_prob)
+    if isinstance(method, UserSchedule):
+        if options.update_prob is not None or options.unlock_prob is not None:
+            raise SimUsageError(f"schedule {method.name!r} is backprop over microbatches; "
+                                "update_prob and unlock_prob do not apply")
+        return method
+    if isinstance(method, Method):
+        if "sim" not in method.runners:
+            raise SimUsageError(f"the simulator cannot run method {method.name!r}; it runs: "
+                                f"{', '.join(method_names('sim'))}")
+        if options.unlock_prob is not None and not method.synthetic_gradients:
+            raise SimUsageError(f"unlock_prob applies to methods with synthetic gradients, not {method.name!r}")
+        probs = (("update_prob", options.update_prob), ("unlock_prob", options.unlock_prob))
+        return replace(method, **{name: p for name, p in probs if p is not None})
+    raise SimUsageError(f"method must be a method name ({', '.join(method_names('sim'))}), a sglab.methods.Method "
+                        f"or a schedule from pipeline_schedule(), got {type(method).__name__} {method!r}")
+
+
+def microbatches_for(method: Method | UserSchedule, options: SimOptions, ranks: int) -> int:
+    """Microbatches per step: a pipeline's ``options.microbatches`` (default its own), else 1."""
+    if isinstance(method, UserSchedule):
+        if options.microbatches not in (None, method.microbatches):
+            raise SimUsageError(f"schedule {method.name!r} lists {method.microbatches} microbatches per step, "
+                                f"not {options.microbatches}")
+        return method.microbatches
+    if not method.pipelined:
+        return 1
+    return options.microbatches or method.default_microbatches(ranks)
+
+
+def build_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
+                placement: list[int] | None = None) -> TaskGraph:
+    """The task graph of ``method`` on ``hardware`` (stages placed by the hardware, or on ``placement``)."""
+    placement = hardware.placement_for(profile.num_stages) if placement is None else placement
+    options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
     costs = CostModel(options.synth_cost_ratio, options.override_synth)
-    graph = TaskGraph(profile, hardware, placement, costs, method.name, method.policy)
-    method.build(graph, options)
+    base = method.method if isinstance(method, UserSchedule) else method
+    policy = "static" if base.policy == "static" else "priority"
+    graph = TaskGraph(profile, hardware, placement, costs, method.name, policy)
+    if isinstance(method, UserSchedule):
+        build_pipeline(graph, base, user_orders(method, placement), options)
+    elif method.pipelined:
+        build_pipeline(graph, method, method_orders(method, placement, options.microbatches), options)
+    else:
+        build_steps(graph, method, options)
     return graph
 
 
-def simulate(profile: CostProfile, hardware: Hardware | str | Path | dict, method: str | SimMethod,
+def _options(options: SimOptions | None, overrides: dict[str, Any]) -> SimOptions:
+    known = {f.name for f in fields(SimOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SimUsageError(f"unknown SimOptions field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(options or SimOptions(), **overrides)
+
+
+def _run(profile: CostProfile, hw: Hardware, method: Method | UserSchedule, options: SimOptions,
+         placement: list[int] | None = None) -> SimResult:
+    placement = hw.placement_for(profile.num_stages) if placement is None else placement
+    options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
+    graph = build_graph(profile, hw, method, options, placement)
+    engine = Engine(graph, graph.durations(options.seed)).run()
+    base = method.method if isinstance(method, UserSchedule) else method
+    described = {"name": method.name, "description": method.description, "update_prob": base.update_prob,
+                 "unlock_prob": base.unlock_prob}
+    return summarise(graph, engine, hw, options, described)
+
+
+def simulate(profile: CostProfile, hardware: Hardware | str | Path | dict, method: MethodLike,
              options: SimOptions | None = None, *, baseline: bool = True, **overrides: Any) -> SimResult:
     """Simulate ``options.steps`` training steps of ``method`` on ``hardware``.
 
     ``hardware`` may be a :class:`Hardware`, a preset name, a spec file or a spec mapping;
     keyword ``overrides`` replace fields of ``options`` (``steps=100``). With ``baseline``, the
-    same samples are also simulated with sequential backprop on the device of stage 0, giving
-    ``speedup`` and ``steady_speedup``.
+    same samples are also simulated with sequential backprop (:func:`simulate_baseline`),
+    giving ``speedup`` and ``steady_speedup``.
     """
-    options = replace(options or SimOptions(), **overrides)
+    options = _options(options, overrides)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
-    method = get_sim_method(method) if isinstance(method, str) else method
-    ranks = len(set(hw.placement_for(profile.num_stages)))
-    options = replace(options, microbatches=method.microbatches(options, ranks))
-    graph = build_graph(profile, hw, method, options)
-    engine = Engine(graph, graph.durations(options.seed)).run()
-    result = summarise(graph, engine, hw, options)
+    result = _run(profile, hw, resolve_method(method, options), options)
     if baseline:
-        _add_baseline(result, profile, hw, options)
+        summary = result.summary
+        same_samples = replace(options, steps=summary["steps"] * summary["microbatches"], microbatches=None,
+                               update_prob=None, unlock_prob=None)
+        base = simulate_baseline(profile, hw, same_samples)
+        add_speedup(summary, base.summary)
     return result
 
 
-def _add_baseline(result: SimResult, profile: CostProfile, hw: Hardware, options: SimOptions) -> None:
-    summary = result.summary
-    if summary["method"] == "sequential":
-        base_makespan, base_step = summary["makespan_ns"], summary["steady_step_ns"]
-    else:
-        base_options = replace(options, steps=summary["steps"] * summary["microbatches"], microbatches=1)
-        base = simulate(profile, hw, "sequential", base_options, baseline=False).summary
-        base_makespan, base_step = base["makespan_ns"], base["steady_step_ns"]
-        if base_step is not None:
-            base_step *= summary["microbatches"]  # the baseline's step is one batch, ours m
-    summary["baseline_makespan_ns"] = base_makespan
-    summary["speedup"] = base_makespan / summary["makespan_ns"] if summary["makespan_ns"] else None
-    ours = summary["steady_step_ns"]
-    summary["steady_speedup"] = base_step / ours if base_step is not None and ours else None
+def simulate_baseline(profile: CostProfile, hardware: Hardware | str | Path | dict,
+                      options: SimOptions | None = None, **overrides: Any) -> SimResult:
+    """Sequential backprop: ``bprop`` with every stage on the device of stage 0 (the speedup baseline).
 
-
-def summarise(graph: TaskGraph, engine: Engine, hw: Hardware, options: SimOptions) -> SimResult:
-    """Trace, summary, device and stage tables of a finished run."""
-    start, end = np.asarray(engine.start, dtype=np.int64), np.asarray(engine.end, dtype=np.int64)
-    trace = trace_frame(graph, start, end)
-    makespan = int(end.max()) if len(end) else 0
-    busy = np.zeros(len(graph.servers), dtype=np.int64)
-    np.add.at(busy, np.asarray(graph.server, dtype=np.int64), end - start)
-    peak_bytes, peak_stash = memory_tables(graph, start, end)
-    devices = _device_table(graph, hw, busy, peak_bytes, makespan, options.param_copies)
-    stale, lag = staleness(trace, np.asarray(engine.seq))
-    stages = pd.DataFrame({
-        "stage": range(len(graph.placement)),
-        "device": [hw.devices[d].name for d in graph.placement],
-        "peak_stash_microbatches": peak_stash,
-        "max_staleness": [stale.get(i, 0) for i in range(len(graph.placement))],
-        "max_synthesizer_lag": [lag.get(i, 0) for i in range(len(graph.placement))],
-    })
-    used = devices[devices["stages"] != ""]
-    capacity = len(used) * makespan
-    busy_total = int(used["busy_ns"].sum())
-    batch = graph.profile.measurement.batch_size
-    samples = options.steps * options.microbatches * batch
-    summary = {
-        "method": graph.method, "hardware": hw.name, "num_stages": len(graph.placement),
-        "num_devices": len(used), "steps": options.steps, "microbatches": options.microbatches,
-        "batch_size": batch, "samples": samples, "num_ops": len(graph), "seed": options.seed,
-        "makespan_ns": makespan,
-        "throughput_samples_per_s": samples * 1e9 / makespan if makespan else None,
-        "steady_step_ns": steady_step_ns(trace),
-        "busy_ns": busy_total, "capacity_ns": capacity,
-        "bubble_fraction": 1 - busy_total / capacity if capacity else 0.0,
-        "mean_utilisation": float(used["utilisation"].mean()) if len(used) else 0.0,
-        "peak_memory_bytes": int(used["peak_memory_bytes"].max()) if len(used) else 0,
-        "fits": bool(used["fits"].all()),
-        "max_staleness": int(stages["max_staleness"].max()),
-        "max_synthesizer_lag": int(stages["max_synthesizer_lag"].max()),
-    }
-    config = {"sglab_version": __version__, "method": graph.method, "options": asdict(options),
-              "hardware": hardware_to_dict(hw), "profile": {"model": graph.profile.model,
-                                                            "measurement": asdict(graph.profile.measurement)}}
-    return SimResult(trace=trace, summary=summary, devices=devices, stages=stages, config=config, graph=graph)
-
-
-def _device_table(graph: TaskGraph, hw: Hardware, busy: np.ndarray, peak_bytes: np.ndarray, makespan: int,
-                  param_copies: int) -> pd.DataFrame:
-    rows = []
-    for index, server in enumerate(graph.servers):
-        stages = [s for s, d in enumerate(graph.placement) if d == index] if server.kind == "device" else []
-        resident = param_copies * sum(_parameter_bytes(graph, s) for s in stages)
-        capacity = hw.devices[index].memory_bytes if server.kind == "device" else None
-        peak = resident + int(peak_bytes[index])
-        rows.append({
-            "device": server.name, "kind": server.kind, "stages": " ".join(map(str, stages)),
-            "busy_ns": int(busy[index]), "utilisation": busy[index] / makespan if makespan else 0.0,
-            "peak_activation_bytes": int(peak_bytes[index]), "resident_bytes": resident,
-            "peak_memory_bytes": peak, "memory_bytes": capacity,
-            "fits": capacity is None or peak <= capacity,
-        })
-    return pd.DataFrame(rows)
-
-
-def _parameter_bytes(graph: TaskGraph, stage: int) -> int:
-    """The stage's parameters plus those of the synthesizers the method runs on it (if profiled)."""
-    cost = graph.profile.stages[stage]
-    ops = graph.stage_ops(stage)
-    total = cost.parameter_bytes
-    if "S" in ops:
-        total += getattr(cost, "synthesizer_parameter_bytes", 0)
-    if "SI" in ops:
-        total += getattr(cost, "input_model_parameter_bytes", 0)
-    return total
+    Its summary's ``baseline`` names it; it has no speedup of its own.
+    """
+    options = _options(options, overrides)
+    hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+    first = hw.placement_for(profile.num_stages)[0]
+    result = _run(profile, hw, get_method(BASELINE, "sim"), options, [first] * profile.num_stages)
+    result.summary["baseline"] = f"{BASELINE} on {hw.devices[first].name} (every stage on one device)"
+    return result

@@ -1,4 +1,4 @@
-"""Op costs for a simulation, taken from a :class:`~sglab.profile.schema.CostProfile`.
+"""Op costs for a simulation, taken from a :class:`~sglab.costprofile.CostProfile`.
 
 Costs are measured, never invented, with one explicit exception: a profile without synthesizer
 costs (``S``, ``T``, ``SI``, ``TI``; e.g. one imported from PipeDream) can still drive the
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sglab.ops import OP_MEANING
 from sglab.costprofile import StageCost
+from sglab.ops import OP_MEANING
 from sglab.sim.errors import SimError
 
 #: Ops a ``synth_cost_ratio`` may stand in for.
@@ -26,17 +26,12 @@ TRAIN_TO_FORWARD = 2
 class CostModel:
     """Where each op's cost comes from: the profile, or ``synth_cost_ratio`` for synthesizer ops.
 
-    ``override_synth`` replaces measured synthesizer costs too (sweeps over synthesizer cost).
+    ``override_synth`` replaces measured synthesizer costs too (sweeps over synthesizer cost);
+    :class:`~sglab.sim.options.SimOptions` checks both.
     """
 
     synth_cost_ratio: float | None = None
     override_synth: bool = False
-
-    def __post_init__(self) -> None:
-        if self.synth_cost_ratio is not None and not self.synth_cost_ratio >= 0:
-            raise SimError(f"synth_cost_ratio must be >= 0, got {self.synth_cost_ratio}")
-        if self.override_synth and self.synth_cost_ratio is None:
-            raise SimError("override_synth needs a synth_cost_ratio")
 
     def cost(self, stage: StageCost, op: str, method: str) -> int:
         """Profiled cost of ``op`` on ``stage`` in ns; raises :class:`SimError` if unknown."""

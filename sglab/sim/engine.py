@@ -145,7 +145,7 @@ class _Static:
 
 
 class _Priority:
-    """Runs the ready op with the lowest task id (schedules number ops oldest step first)."""
+    """Runs the ready op with the lowest task id (the builders number ops oldest step first)."""
 
     def __init__(self, engine: Engine, order: list[int]) -> None:
         self.engine = engine

@@ -1,9 +1,10 @@
 """The task graph of a simulated run: every op, the resource it runs on and what it waits for.
 
-Schedules (:mod:`sglab.sim.schedules`) add compute ops and their dependencies; whenever an op
-needs the output of an op on another device, :meth:`TaskGraph.data` inserts the transfer, one
-``SEND_F``/``SEND_B`` op per link hop, the way torch's pipelining passes turn a compute schedule
-into one with sends and receives. The engine (:mod:`sglab.sim.engine`) then runs the graph.
+The builders (:mod:`sglab.sim.steps`, :mod:`sglab.sim.pipeline`) add compute ops and their
+dependencies; whenever an op needs the output of an op on another device, :meth:`TaskGraph.data`
+inserts the transfer, one ``SEND_F``/``SEND_B`` op per link hop, the way torch's pipelining
+passes turn a compute schedule into one with sends and receives. The engine
+(:mod:`sglab.sim.engine`) then runs the graph.
 
 Tasks are parallel lists indexed by task id rather than objects: a million-op run stays small
 and fast to build.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sglab.profile.schema import CostProfile
+from sglab.costprofile import CostProfile
 from sglab.sim.costs import CostModel
 from sglab.sim.hardware import Hardware
 
@@ -39,7 +40,7 @@ class Server:
 
 
 class TaskGraph:
-    """Ops of one run on one machine; built by a schedule, run by the engine."""
+    """Ops of one run on one machine; built by a builder, run by the engine."""
 
     def __init__(self, profile: CostProfile, hardware: Hardware, placement: list[int], costs: CostModel,
                  method: str, device_policy: str) -> None:

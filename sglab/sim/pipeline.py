@@ -1,146 +1,231 @@
-"""Pipeline-parallel schedules with a flush per step: naive model parallel, GPipe and 1F1B.
+"""Pipeline schedules with a flush per step: the registry's ``gpipe`` and ``1f1b``, and schedules written by hand.
 
-A step splits into ``m`` microbatches of the profiled batch each; every stage runs F and B of
-each microbatch and one U at the end of the step, so weights never go stale. Each device (a
-pipeline rank) runs a static list of actions, written as in ``torch.distributed.pipelining``
-(``F3`` = forward of microbatch 3); a rank holding several contiguous stages expands ``Fj`` into
-their forwards in chain order and ``Bj`` into their backwards in reverse.
+A step splits into ``m`` microbatches of the profiled batch each. Every microbatch runs the ops
+of ``method.step_graph(K)`` without its updates, with that graph's dependencies between ops of
+the same microbatch; each stage then runs one U after all its B's, so weights never go stale
+(a forward waits for its stage's update of the step before, as ``method.cross_step_edges``
+says). Each device runs a static list of actions written like torch's (``2F3`` = stage 2,
+forward, microbatch 3): the registry's :meth:`~sglab.methods.Method.rank_actions`, or the
+lists of a :class:`UserSchedule`.
+
+What costs what is as for every method (:mod:`sglab.sim.steps`): an op costs its profiled time
+on its stage's device, a value crossing devices its transfer, and each microbatch's stage input
+is stashed from its F to its B (so the schedule decides the memory).
 """
 
 from __future__ import annotations
 
-import re
-from typing import Callable
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
 
-from sglab.sim.errors import SimError
+from sglab.methods import METHODS, Graph, Method, topological_order, with_communication
+from sglab.ops import ALL_OPS, Action
+from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
+from sglab.sim.options import SimOptions
+from sglab.sim.steps import stash_buffers
+
+#: The op each stage runs once per step, after all its microbatches.
+UPDATE = "U"
+#: Ops a schedule written by hand may list.
+USER_OPS = ("F", "B", "U")
 
 
-def gpipe_actions(rank: int, ranks: int, microbatches: int) -> list[tuple[str, int]]:
-    """GPipe: every forward, then every backward (Huang et al., 2019)."""
-    return [("F", j) for j in range(microbatches)] + [("B", j) for j in range(microbatches)]
+@dataclass(frozen=True, eq=False)
+class UserSchedule:
+    """A pipeline schedule written by hand: each rank's actions, with ``method``'s dependencies (backprop).
 
-
-def one_f_one_b_actions(rank: int, ranks: int, microbatches: int) -> list[tuple[str, int]]:
-    """1F1B (PipeDream-Flush): ``ranks - rank - 1`` warm-up forwards, then alternate, then drain.
-
-    Rank ``r`` never holds more than ``ranks - r`` microbatches' activations.
+    Made by :func:`pipeline_schedule`; :func:`~sglab.sim.simulate` runs it like ``gpipe``.
     """
-    warmup = min(ranks - rank - 1, microbatches)
-    actions = [("F", j) for j in range(warmup)]
-    for j in range(microbatches - warmup):
-        actions += [("F", warmup + j), ("B", j)]
-    return actions + [("B", j) for j in range(microbatches - warmup, microbatches)]
+
+    name: str
+    per_rank: dict[int, tuple[Action, ...]]
+    description: str = ""
+    method: Method = field(default_factory=lambda: METHODS["bprop"])
+
+    @property
+    def microbatches(self) -> int:
+        """Microbatches per step: one more than the highest microbatch listed."""
+        return 1 + max(a.microbatch for actions in self.per_rank.values() for a in actions)
 
 
-ACTION_LISTS = {"gpipe": gpipe_actions, "1f1b": one_f_one_b_actions, "naive": gpipe_actions}
-ActionList = Callable[[int, int, int], list[tuple[str, int]]]
+def pipeline_schedule(name: str, per_rank: dict[int, Iterable[str | Action]], description: str = "") -> UserSchedule:
+    """A static pipeline schedule from per-rank torch-style lists, e.g. ``{0: ["0F0", "0F1", "0B0", "0B1"], 1: [...]}``.
 
-
-def parse_actions(texts: list[str]) -> list[tuple[str, int]]:
-    """Read a rank's actions written like torch's without the stage: ``["F0", "F1", "B0", "B1"]``."""
-    actions = []
-    for text in texts:
-        match = re.fullmatch(r"\s*([FB])(\d+)\s*", text)
-        if not match:
-            raise SimError(f"cannot read pipeline action {text!r}; expected F<microbatch> or B<microbatch>, e.g. 'F0'")
-        actions.append((match.group(1), int(match.group(2))))
-    return actions
-
-
-def fixed_actions(per_rank: dict[int, list[str]]) -> ActionList:
-    """An action-list function from explicit per-rank lists (a user-written schedule)."""
-    parsed = {rank: parse_actions(texts) for rank, texts in per_rank.items()}
-
-    def actions(rank: int, ranks: int, microbatches: int) -> list[tuple[str, int]]:
-        if rank not in parsed:
-            raise SimError(f"the schedule lists ranks {sorted(parsed)} but the machine uses {ranks} ranks")
-        bad = [f"{op}{j}" for op, j in parsed[rank] if j >= microbatches]
-        if bad:
-            raise SimError(f"rank {rank} runs {', '.join(bad)} but a step has only {microbatches} microbatches")
-        return parsed[rank]
-
-    return actions
-
-
-def device_templates(placement: list[int], actions_of: ActionList, microbatches: int,
-                     merge_stages: bool = True) -> dict[int, list[tuple[str, int, int]]]:
-    """Each device's ``(op, stage, microbatch)`` sequence for one step (updates excluded).
-
-    A device holding one contiguous block of stages is one pipeline rank. Otherwise (with
-    ``merge_stages``) every stage gets its own rank's action list and a device runs its stages'
-    actions in the order of their start times in the ideal schedule with one device per stage
-    and unit costs: a global topological order, so the merged schedule cannot deadlock.
+    Every stage must run F and B of each microbatch exactly once; a stage's U, unless listed,
+    comes after its rank's last action. An order that can never finish (``0B0`` before
+    ``0F0``) makes :func:`~sglab.sim.simulate` raise a :class:`SimError` naming the stuck ops.
     """
-    ranks = list(dict.fromkeys(placement))  # devices in order of their first stage
-    stages_of = {d: [s for s in range(len(placement)) if placement[s] == d] for d in ranks}
-    contiguous = all(block == list(range(block[0], block[-1] + 1)) for block in stages_of.values())
-    if contiguous or not merge_stages:
-        templates = {}
-        for r, d in enumerate(ranks):
-            block = stages_of[d]
-            templates[d] = [(op, i, j) for op, j in actions_of(r, len(ranks), microbatches)
-                            for i in (block if op == "F" else block[::-1])]
-        return templates
-    start = _ideal_starts([actions_of(s, len(placement), microbatches) for s in range(len(placement))])
-    return {d: sorted(((op, i, j) for i in stages_of[d] for op, j in actions_of(i, len(placement), microbatches)),
-                      key=lambda a: (start[a], a[1])) for d in ranks}
+    parsed: dict[int, tuple[Action, ...]] = {}
+    for rank, texts in per_rank.items():
+        actions = []
+        for text in texts:
+            try:
+                action = text if isinstance(text, Action) else Action.parse(text)
+            except ValueError as err:
+                raise SimUsageError(f"schedule {name!r}, rank {rank}: {err}") from None
+            if action.op not in USER_OPS:
+                raise SimUsageError(f"schedule {name!r}, rank {rank}: {action} is not one of the ops a schedule "
+                                    f"may list ({', '.join(USER_OPS)})")
+            actions.append(action)
+        parsed[rank] = tuple(actions)
+    if not any(parsed.values()):
+        raise SimUsageError(f"schedule {name!r} lists no actions")
+    return UserSchedule(name, parsed, description or f"user schedule {name}")
 
 
-def _ideal_starts(lists: list[list[tuple[str, int]]]) -> dict[tuple[str, int, int], int]:
+def microbatch_graph(method: Method, num_stages: int) -> Graph:
+    """One microbatch's ops and dependencies: ``method.step_graph(K)`` without its updates."""
+    graph = method.step_graph(num_stages)
+    return {a: deps for a, deps in graph.items() if a.op != UPDATE}
+
+
+def _expand(per_rank: dict[int, list[Action]], blocks: list[list[int]]) -> list[list[Action]]:
+    """Rank ``r``'s actions on its block of contiguous stages: forwards up the chain, the rest down it."""
+    return [[Action(s, a.op, a.microbatch) for a in per_rank[r] for s in (block if a.op == "F" else block[::-1])]
+            for r, block in enumerate(blocks)]
+
+
+def _ideal_starts(lists: list[list[Action]], graph: Graph) -> dict[Action, int]:
     """Start times of every stage's actions with one device per stage, F costing 1 and B 2."""
-    num_stages = len(lists)
-    done: dict[tuple[str, int, int], int] = {}
-    start: dict[tuple[str, int, int], int] = {}
-    free, head = [0] * num_stages, [0] * num_stages
+    done: dict[Action, int] = {}
+    start: dict[Action, int] = {}
+    free, head = [0] * len(lists), [0] * len(lists)
     progress = True
     while progress:
         progress = False
-        for s in range(num_stages):
-            while head[s] < len(lists[s]):
-                op, j = lists[s][head[s]]
-                deps = ([("F", s - 1, j)] if s else []) if op == "F" else \
-                    [("F", s, j)] + ([("B", s + 1, j)] if s + 1 < num_stages else [])
+        for s, actions in enumerate(lists):
+            while head[s] < len(actions):
+                action = actions[head[s]]
+                deps = [Action(d.stage, d.op, action.microbatch) for d in graph[Action(s, action.op)]]
                 if any(d not in done for d in deps):
                     break
-                begin = max([free[s]] + [done[d] for d in deps])
-                start[(op, s, j)] = begin
-                done[(op, s, j)] = free[s] = begin + (1 if op == "F" else 2)
+                start[action] = max([free[s]] + [done[d] for d in deps])
+                done[action] = free[s] = start[action] + (2 if action.op == "B" else 1)
                 head[s] += 1
                 progress = True
     return start
 
 
-def build_pipeline(g: TaskGraph, actions_of: str | ActionList, steps: int, microbatches: int) -> None:
-    """Add ``steps`` flushed pipeline steps of ``microbatches`` each to ``g`` with static device orders.
+def method_orders(method: Method, placement: list[int], microbatches: int) -> dict[int, list[Action]]:
+    """Each device's actions for one step of registry pipeline ``method``.
 
-    ``actions_of`` names a schedule of :data:`ACTION_LISTS` or maps (rank, ranks, microbatches)
-    to that rank's action list (a user's lists are used as written, never merged).
+    A device holding one contiguous block of stages is one pipeline rank. Otherwise every stage
+    gets its own rank's action list and a device runs its stages' actions in the order of their
+    start times in the ideal schedule with one device per stage and unit costs (a global
+    topological order, so the merged schedule cannot deadlock), then its updates.
     """
-    builtin = isinstance(actions_of, str)
-    actions_of = ACTION_LISTS[actions_of] if builtin else actions_of
-    num_stages = len(g.placement)
-    templates = device_templates(g.placement, actions_of, microbatches, merge_stages=builtin)
-    orders: dict[int, list[int]] = {d: [] for d in templates}
-    last_update: list[int | None] = [None] * num_stages
-    for step in range(steps):
-        fwd = [[0] * microbatches for _ in range(num_stages)]
-        bwd = [[0] * microbatches for _ in range(num_stages)]
-        for j in range(microbatches):
-            for i in range(num_stages):
-                deps = [g.data(fwd[i - 1][j], i)] if i else []
-                if last_update[i] is not None:
-                    deps.append(last_update[i])
-                fwd[i][j] = g.compute(step, i, "F", j, deps)
-        for j in range(microbatches):
-            for i in reversed(range(num_stages)):
-                above = [g.data(bwd[i + 1][j], i)] if i + 1 < num_stages else []
-                bwd[i][j] = g.compute(step, i, "B", j, [fwd[i][j], *above])
-                g.buffer(g.profile.stages[i].activation_bytes, fwd[i][j], bwd[i][j])
-        for i in reversed(range(num_stages)):
-            last_update[i] = g.compute(step, i, "U", 0, bwd[i])
-        for d, template in templates.items():
-            orders[d].extend((fwd if op == "F" else bwd)[i][j] for op, i, j in template)
-            orders[d].extend(last_update[i] for i in reversed(range(num_stages)) if g.placement[i] == d)
-    for d, order in orders.items():
+    devices = list(dict.fromkeys(placement))  # in order of their first stage
+    stages_of = {d: [s for s, where in enumerate(placement) if where == d] for d in devices}
+    blocks = [stages_of[d] for d in devices]
+    if all(block == list(range(block[0], block[-1] + 1)) for block in blocks):
+        return dict(zip(devices, _expand(method.rank_actions(len(devices), microbatches), blocks)))
+    lists = method.rank_actions(len(placement), microbatches)
+    work = [[a for a in lists[s] if a.op != UPDATE] for s in range(len(placement))]
+    start = _ideal_starts(work, microbatch_graph(method, len(placement)))
+    return {d: sorted((a for s in stages_of[d] for a in work[s]), key=lambda a: (start[a], a.stage))
+            + [Action(s, UPDATE) for s in reversed(stages_of[d])] for d in devices}
+
+
+def rank_schedule(method: Method, placement: list[int], microbatches: int) -> dict[int, tuple[int, list[Action]]]:
+    """Per pipeline rank, its device and the actions it runs in one step, with the sends and receives
+    torch's pipelining would add (:func:`~sglab.methods.with_communication`)."""
+    devices = list(dict.fromkeys(placement))
+    orders = method_orders(method, placement, microbatches)
+    per_rank = with_communication({r: orders[d] for r, d in enumerate(devices)},
+                                  lambda s: devices.index(placement[s]), len(placement))
+    return {r: (devices[r], actions) for r, actions in per_rank.items()}
+
+
+def user_orders(schedule: UserSchedule, placement: list[int]) -> dict[int, list[Action]]:
+    """Each device's actions of a hand-written schedule, checked against the stages and microbatches."""
+    num_stages, m, name = len(placement), schedule.microbatches, schedule.name
+    orders: dict[int, list[Action]] = {}
+    for rank, actions in sorted(schedule.per_rank.items()):
+        stages = sorted({a.stage for a in actions})
+        if stages and stages[-1] >= num_stages:
+            raise SimUsageError(f"schedule {name!r}, rank {rank} lists stage {stages[-1]} but the profile has "
+                                f"{num_stages} stages")
+        devices = sorted({placement[s] for s in stages})
+        if len(devices) > 1:
+            raise SimUsageError(f"schedule {name!r}, rank {rank} lists stages {stages}, which the hardware places "
+                                f"on {len(devices)} devices; a rank runs on one device")
+        if devices and devices[0] in orders:
+            raise SimUsageError(f"schedule {name!r}: ranks share device {devices[0]}; give each device one rank")
+        if devices:
+            listed = set(actions)
+            orders[devices[0]] = list(actions) + [Action(s, UPDATE) for s in reversed(stages)
+                                                  if Action(s, UPDATE) not in listed]
+    ops = sorted({a.op for a in microbatch_graph(schedule.method, num_stages)}, key=ALL_OPS.index)
+    listed = Counter(a for actions in orders.values() for a in actions)
+    missing = [str(Action(s, op, j)) for s in range(num_stages) for op in ops for j in range(m)
+               if Action(s, op, j) not in listed]
+    twice = sorted(str(a) for a, count in listed.items() if count > 1)
+    faults = ([f"missing: {', '.join(missing[:8])}"] if missing else []) + \
+        ([f"listed twice: {', '.join(twice[:8])}"] if twice else [])
+    if faults:
+        raise SimUsageError(f"schedule {name!r} must run {' and '.join(ops)} of each of its {m} microbatches once "
+                            f"on every one of {num_stages} stages; {'; '.join(faults)}")
+    return orders
+
+
+def _creation_order(graph: Graph, microbatches: int) -> list[Action]:
+    """The step's ops, op by op in the order one microbatch first runs them, microbatch by microbatch.
+
+    For a backprop pipeline that is every forward, then every backward: each op is created
+    after the ops it waits for, and each device gets its ops in the order it runs them.
+    """
+    order = topological_order(graph)
+    return [Action(a.stage, a.op, j) for op in dict.fromkeys(a.op for a in order)
+            for j in range(microbatches) for a in order if a.op == op]
+
+
+def build_pipeline(g: TaskGraph, method: Method, orders: dict[int, list[Action]], options: SimOptions) -> None:
+    """Add ``options.steps`` flushed steps of ``options.microbatches`` to ``g``, each device running ``orders``."""
+    if method.update_prob < 1:
+        raise SimUsageError(f"{method.name!r} is a pipeline, which updates every stage every step; "
+                            f"update_prob does not apply")
+    num_stages, m = len(g.placement), options.microbatches
+    whole = method.step_graph(num_stages)
+    graph = microbatch_graph(method, num_stages)
+    created_in = _creation_order(graph, m)
+    updates = [(u, whole[u]) for u in topological_order(whole) if u.op == UPDATE]
+    edges: dict[Action, list] = {}
+    for edge in method.cross_step_edges(num_stages, options.max_ahead):
+        edges.setdefault(edge.consumer, []).append((edge.producer, edge.lag))
+    activation = [s.activation_bytes for s in g.profile.stages]
+    steps: list[dict[Action, int]] = []
+    device_orders: dict[int, list[int]] = {d: [] for d in orders}
+    for step in range(options.steps):
+        tasks: dict[Action, int] = {}
+        for a in created_in:
+            waits = [_input(g, tasks[Action(d.stage, d.op, a.microbatch)], d.stage, a.stage)
+                     for d in graph[Action(a.stage, a.op)]]
+            waits += _earlier(steps, step, edges.get(Action(a.stage, a.op), ()), a.microbatch)
+            tasks[a] = g.compute(step, a.stage, a.op, a.microbatch, waits)
+        for u, deps in updates:
+            tasks[u] = g.compute(step, u.stage, UPDATE, 0, [tasks[Action(d.stage, d.op, j)] for d in deps
+                                                             for j in range(m)])
+        for j in range(m):
+            for alloc, free, kind in stash_buffers(tasks, range(num_stages), j):
+                g.buffer(activation[alloc.stage], tasks[alloc], tasks[free], kind)
+        for d, order in orders.items():
+            device_orders[d].extend(tasks[a] for a in order)
+        steps.append(tasks)
+    for d, order in device_orders.items():
         g.set_order(d, order)
+
+
+def _input(g: TaskGraph, producer: int, producer_stage: int, consumer_stage: int) -> int:
+    return g.data(producer, consumer_stage) if producer_stage != consumer_stage else producer
+
+
+def _earlier(steps: list[dict[Action, int]], step: int, edges, microbatch: int) -> list[int]:
+    """The tasks of earlier steps that cross-step ``edges`` name; a once-per-step producer has microbatch 0."""
+    out = []
+    for producer, lag in edges:
+        if step >= lag:
+            j = 0 if producer.op == UPDATE else microbatch
+            out.append(steps[step - lag][Action(producer.stage, producer.op, j)])
+    return out

@@ -178,7 +178,9 @@ def hardware_from_dict(data: Any, reference_flops: float | None = None) -> Hardw
     if not isinstance(data, dict):
         _fail("<root>", "must be a mapping")
     _check_keys(data, "<root>", _TOP_KEYS)
-    if reference_flops is None and data.get("reference_flops") is not None:
+    if reference_flops is not None:
+        reference_flops = _number(reference_flops, "reference_flops")
+    elif data.get("reference_flops") is not None:
         reference_flops = _number(data["reference_flops"], "reference_flops")
     devices = _devices(data.get("devices"), reference_flops)
     names = [d.name for d in devices]

@@ -3,7 +3,8 @@
 Each grid point is a plain dict (profile and hardware as spec mappings), so any
 ``concurrent.futures.Executor`` can run :func:`run_point`: a process pool by default, or a
 ``dask.distributed`` cluster's executor when a scheduler address is given. A point that cannot
-be simulated becomes a row with its ``error`` rather than stopping the sweep.
+be simulated becomes a row with its ``error`` rather than stopping the sweep. Figures of a
+sweep are drawn by :func:`analysis.sim_figures.sweep_figures`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 
 import pandas as pd
 
+from sglab.costprofile import CostProfile
+from sglab.errors import SglabError
 from sglab.io import atomic_write_json, atomic_write_text, provenance
-from sglab.profile.schema import CostProfile
-from sglab.sim.costs import regroup
-from sglab.sim.errors import SimError
-from sglab.sim.schedules import SIM_METHODS, SimOptions
+from sglab.methods import method_names
+from sglab.partition import regroup
+from sglab.sim.api import simulate
+from sglab.sim.errors import SimError, SimUsageError
+from sglab.sim.options import SimOptions
 from sglab.sim.spec import hardware_from_dict, hardware_to_dict, load_hardware
 
 #: Swept dimensions: grid field → (summary column, figure x label, log x axis).
@@ -36,7 +40,7 @@ DIMENSIONS = {
 class SweepGrid:
     """The values to combine; ``None`` in a list means "as given" (profile's K, spec's bandwidth...)."""
 
-    methods: tuple[str, ...] = tuple(SIM_METHODS)
+    methods: tuple[str, ...] = tuple(method_names("sim"))
     hardware: tuple[str, ...] = ("cluster-10gbe",)
     stages: tuple[int | None, ...] = (None,)
     bandwidths: tuple[float | None, ...] = (None,)  # GB/s per direction
@@ -64,8 +68,6 @@ class SweepGrid:
 
 def run_point(point: dict[str, Any]) -> dict[str, Any]:
     """Simulate one grid point; returns its summary row (with ``error`` set if it failed)."""
-    from sglab.sim.api import simulate
-
     row = {"hardware_spec": point["hardware_name"], "stages_requested": point["stages"],
            "bandwidth_GB_per_s": point["bandwidth_GB_per_s"],
            "synth_cost_ratio": point["synth_cost_ratio"], "microbatches_requested": point["microbatches"],
@@ -83,27 +85,29 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         options = SimOptions(steps=point["steps"], seed=point["seed"], microbatches=point["microbatches"],
                              synth_cost_ratio=ratio, override_synth=ratio is not None and point["override_synth"])
         row.update(simulate(profile, hw, point["method"], options).summary)
-    except SimError as err:
+    except SglabError as err:  # a profile, hardware or method that cannot work at this point
         row["error"] = str(err)
     return row
 
 
 def run_sweep(profile: CostProfile, grid: SweepGrid, executor: Executor | None = None, workers: int | None = None,
-              scheduler_address: str | None = None, progress: bool = True) -> pd.DataFrame:
+              scheduler_address: str | None = None, progress: bool = True,
+              connect_timeout_s: float = 10.0) -> pd.DataFrame:
     """Run every point of ``grid`` and return one row per point, in grid order.
 
     ``executor`` is used as given; otherwise a ``dask.distributed`` client's executor when
-    ``scheduler_address`` is set, else a process pool of ``workers`` processes.
+    ``scheduler_address`` is set (a scheduler that does not answer within ``connect_timeout_s``
+    is a :class:`SimError`), else a process pool of ``workers`` processes.
     """
     from tqdm.auto import tqdm
 
+    if workers is not None and workers < 1:
+        raise SimUsageError(f"workers must be >= 1, got {workers}")
     points = grid.points(profile)
     owned, client = None, None
     if executor is None:
         if scheduler_address:
-            from distributed import Client
-
-            client = Client(scheduler_address)
+            client = _dask_client(scheduler_address, connect_timeout_s)
             executor = owned = client.get_executor()
         else:
             executor = owned = ProcessPoolExecutor(max_workers=workers)
@@ -120,36 +124,22 @@ def run_sweep(profile: CostProfile, grid: SweepGrid, executor: Executor | None =
     return pd.DataFrame(rows)
 
 
-def write_sweep(table: pd.DataFrame, grid: SweepGrid, out_dir: str | Path, figures: bool = True) -> list[Path]:
-    """Write ``sweep.csv``, ``sweep.json`` (grid and provenance) and one figure per swept dimension."""
+def _dask_client(address: str, timeout_s: float):
+    """A ``dask.distributed`` client of the scheduler at ``address``, or one clear error."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SimError("a scheduler address needs dask.distributed (pip install distributed)") from None
+    try:
+        return Client(address, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError) as err:  # refused, unreachable, timed out, malformed address
+        raise SimError(f"cannot reach the dask scheduler at {address} within {timeout_s:g} s "
+                       f"({type(err).__name__}: {err}); is it running and reachable from here?") from None
+
+
+def write_sweep(table: pd.DataFrame, grid: SweepGrid, out_dir: str | Path) -> list[Path]:
+    """Write ``sweep.csv`` and ``sweep.json`` (grid and provenance); returns the paths."""
     out = Path(out_dir)
-    meta = {"grid": {k: v for k, v in grid.__dict__.items()}, "provenance": provenance()}
-    files = [atomic_write_text(out / "sweep.csv", table.to_csv(index=False)),
-             atomic_write_json(out / "sweep.json", meta)]
-    if figures:
-        files += sweep_figures(table, grid, out)
-    return files
-
-
-def sweep_figures(table: pd.DataFrame, grid: SweepGrid, out: Path) -> list[Path]:
-    """Speedup against each swept dimension, the other swept dimensions held at their first value."""
-    from analysis.sim_figures import plot_sweep, save_figure
-
-    ok = table[table["error"] == ""]
-    files: list[Path] = []
-    for name, (column, xlabel, logx) in DIMENSIONS.items():
-        if len(getattr(grid, name)) < 2:
-            continue
-        subset = ok[ok[column].notna()]
-        for other, (other_column, _, _) in DIMENSIONS.items():
-            values = getattr(grid, other)
-            if other != name and len(values) > 1:
-                keep = subset[other_column].isna() if values[0] is None else subset[other_column] == values[0]
-                subset = subset[keep]
-        if subset.empty:
-            continue
-        fig = plot_sweep(subset, x=column, col="hardware_spec", logx=logx, title=f"speedup vs {xlabel}")
-        for ax in fig.axes:
-            ax.set_xlabel(xlabel)
-        files += save_figure(fig, out / f"speedup_vs_{column.removesuffix('_requested')}")
-    return files
+    meta = {"grid": dict(grid.__dict__), "provenance": provenance()}
+    return [atomic_write_text(out / "sweep.csv", table.to_csv(index=False)),
+            atomic_write_json(out / "sweep.json", meta)]

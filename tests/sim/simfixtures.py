@@ -5,7 +5,12 @@ The profile numbers are measured-looking but made up: they are test fixtures, ne
 
 from __future__ import annotations
 
-from sglab.profile.schema import CostProfile, Measurement, StageCost
+from collections import Counter
+
+import numpy as np
+
+from sglab.costprofile import CostProfile, Measurement, StageCost
+from sglab.methods import get_method
 from sglab.sim import hardware_from_dict
 
 
@@ -37,3 +42,30 @@ def build_hardware(num_devices: int = 3, latency_ns: int = 0, bandwidth="inf", t
     spec = {"name": f"test{num_devices}", "devices": {"count": num_devices, "name": "dev", "speed": speed},
             "topology": topology, "link": {"latency_ns": latency_ns, "bandwidth_bytes_per_s": bandwidth}, **extra}
     return hardware_from_dict(spec)
+
+
+def expected_ops(name: str, num_stages: int, steps: int, seed: int = 0, microbatches: int = 1) -> Counter:
+    """``(step, stage, op, microbatch)`` of every compute op the registry says ``name`` runs, written from the
+    spec: stochastic draws ``rng([seed, 1]).random(K) < update_prob``, unlocking ``rng([seed, 2]).random(K-1)``;
+    a pipeline runs its step graph's F and B per microbatch and one U per stage."""
+    method = get_method(name, "sim")
+    updates, unlocks = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    out: Counter = Counter()
+    for step in range(steps):
+        if method.pipelined:
+            for action in method.step_graph(num_stages):
+                for j in range(1 if action.op == "U" else microbatches):
+                    out[step, action.stage, action.op, j] += 1
+            continue
+        active = method.active(updates.random(num_stages)) if method.update_prob < 1 else None
+        locked = method.locked(unlocks.random(num_stages - 1)) if method.unlock_prob < 1 else None
+        for action in method.step_graph(num_stages, active, locked):
+            out[step, action.stage, action.op, 0] += 1
+    return out
+
+
+def compute_ops(trace) -> Counter:
+    """The same count, read from a trace's device rows."""
+    rows = trace[trace["kind"].astype(str) == "device"]
+    return Counter(zip(rows["step"].tolist(), rows["stage"].tolist(), rows["op"].astype(str).tolist(),
+                       rows["microbatch"].tolist()))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from sglab.sim import SimError, SimOptions, build_graph, get_sim_method, pipeline_schedule, simulate
+from sglab.errors import UsageError
+from sglab.methods import METHODS, get_method
+from sglab.sim import SimError, SimOptions, SimUsageError, build_graph, pipeline_schedule, simulate, simulate_baseline
 from sglab.sim.engine import Engine
 
 # F=1000 S=200 B=2000 U=300 T=400 ns; 1000-byte activations over a link of 100 ns + 1 byte/ns.
@@ -16,9 +20,9 @@ def two(profile_factory, hardware_factory):
     return profile_factory(2, **COSTS), hardware_factory(2, latency_ns=100, bandwidth=1_000_000_000)
 
 
-def test_sequential_backprop_event_log(two):
+def test_sequential_backprop_baseline_event_log(two):
     profile, hw = two
-    assert simulate(profile, hw, "sequential", steps=1, baseline=False).events() == [
+    assert simulate_baseline(profile, hw, steps=1).events() == [
         ("dev0", "0F0@0", 0, 1000),
         ("dev0", "1F0@0", 1000, 2000),
         ("dev0", "1B0@0", 2000, 4000),
@@ -28,9 +32,10 @@ def test_sequential_backprop_event_log(two):
     ]
 
 
-def test_naive_model_parallel_event_log_with_transfers(two):
+@pytest.mark.parametrize("name", ["bprop", "naive"])  # naive model parallelism is bprop, one stage per device
+def test_bprop_on_one_device_per_stage_event_log_with_transfers(two, name):
     profile, hw = two
-    assert simulate(profile, hw, "naive", steps=1, baseline=False).events() == [
+    assert simulate(profile, hw, name, steps=1, baseline=False).events() == [
         ("dev0", "0F0@0", 0, 1000),
         ("dev0->dev1", "0SEND_F0@0", 1000, 2100),  # 100 ns latency + 1000 bytes at 1 byte/ns
         ("dev1", "1F0@0", 2100, 3100),
@@ -69,17 +74,18 @@ def test_dni_event_log_stage_updates_before_its_target_arrives(two):
     ]
 
 
-def test_user_pipeline_schedule_runs_like_gpipe(two):
+def test_user_pipeline_schedule_in_torch_grammar_runs_like_gpipe(two):
     profile, hw = two
-    mine = pipeline_schedule("mine", {0: ["F0", "F1", "B0", "B1"], 1: ["F0", "F1", "B0", "B1"]})
+    mine = pipeline_schedule("mine", {0: ["0F0", "0F1", "0B0", "0B1"], 1: ["1F0", "1F1", "1B0", "1B1"]})
     ours = simulate(profile, hw, mine, steps=2, baseline=False)
     gpipe = simulate(profile, hw, "gpipe", steps=2, microbatches=2, baseline=False)
     assert ours.events() == gpipe.events()
+    assert ours.summary["method"] == "mine" and ours.summary["microbatches"] == 2
 
 
 def test_deadlocking_schedule_names_the_stuck_ops(two):
     profile, hw = two
-    bad = pipeline_schedule("bad", {0: ["B0", "F0"], 1: ["F0", "B0"]})
+    bad = pipeline_schedule("bad", {0: ["0B0", "0F0"], 1: ["1F0", "1B0"]})
     with pytest.raises(SimError) as err:
         simulate(profile, hw, bad, steps=1, baseline=False)
     message = str(err.value)
@@ -90,8 +96,7 @@ def test_deadlocking_schedule_names_the_stuck_ops(two):
 
 def test_dependency_cycle_in_a_ready_queue_is_reported_not_dropped(two):
     profile, hw = two
-    options = SimOptions(steps=1, microbatches=1)
-    graph = build_graph(profile, hw, get_sim_method("dni"), options)
+    graph = build_graph(profile, hw, get_method("dni", "sim"), SimOptions(steps=1))
     first_forward = graph.op.index("F")
     graph.deps[first_forward] += (len(graph.op) - 1,)  # F of stage 0 now waits for the last op
     with pytest.raises(SimError, match=r"ops never ran .*\n.*stuck ops: 0F0@0"):
@@ -100,19 +105,52 @@ def test_dependency_cycle_in_a_ready_queue_is_reported_not_dropped(two):
 
 def test_static_order_must_hold_each_op_once(two):
     profile, hw = two
-    options = SimOptions(steps=1, microbatches=1)
-    graph = build_graph(profile, hw, get_sim_method("naive"), options)
+    graph = build_graph(profile, hw, get_method("bprop", "sim"), SimOptions(steps=1))
     graph.servers[0].order.pop()
     with pytest.raises(SimError, match=r"0U0@0 appears 0 times in dev0's order"):
         Engine(graph, graph.durations(0))
 
 
-def test_bad_action_text_and_microbatch_are_errors(two):
+def test_bad_user_schedules_are_usage_errors(two):
     profile, hw = two
-    with pytest.raises(SimError, match="cannot read pipeline action 'X0'"):
+    with pytest.raises(SimUsageError, match="cannot parse action 'X0'"):
         pipeline_schedule("x", {0: ["X0"]})
-    with pytest.raises(SimError, match="lists ranks \\[0\\] but the machine uses 2 ranks"):
-        simulate(profile, hw, pipeline_schedule("short", {0: ["F0", "B0"]}), steps=1, baseline=False)
+    with pytest.raises(SimUsageError, match="0I0 is not one of the ops a schedule may list"):
+        pipeline_schedule("x", {0: ["0I0"]})
+    short = pipeline_schedule("short", {0: ["0F0", "0B0"]})
+    with pytest.raises(SimUsageError, match="missing: 1F0, 1B0"):
+        simulate(profile, hw, short, steps=1, baseline=False)
+    twice = pipeline_schedule("twice", {0: ["0F0", "0B0", "0F0"], 1: ["1F0", "1B0"]})
+    with pytest.raises(SimUsageError, match="listed twice: 0F0"):
+        simulate(profile, hw, twice, steps=1, baseline=False)
+    split = pipeline_schedule("split", {0: ["0F0", "1F0", "1B0", "0B0"]})
+    with pytest.raises(SimUsageError, match=r"rank 0 lists stages \[0, 1\], which the hardware places on 2 devices"):
+        simulate(profile, hw, split, steps=1, baseline=False)
+
+
+def test_a_method_that_is_not_a_method_is_a_usage_error(two):
+    profile, hw = two
+    with pytest.raises(UsageError, match=r"method must be a method name \(bprop, .*\), .* got int 42"):
+        simulate(profile, hw, 42)
+    with pytest.raises(UsageError, match="cannot run method 'dni-aux'"):
+        simulate(profile, hw, "dni-aux")
+    with pytest.raises(UsageError, match="the simulator cannot run method 'dni-aux'"):
+        simulate(profile, hw, METHODS["dni-aux"])
+    with pytest.raises(UsageError, match="unknown SimOptions field"):
+        simulate(profile, hw, "dni", stepz=3)
+    with pytest.raises(UsageError, match="'steps' must be >= 1, got 0"):
+        SimOptions(steps=0)
+    with pytest.raises(UsageError, match="'max_ahead' must be an integer or null, got 1.5"):
+        SimOptions(max_ahead=1.5)
+    with pytest.raises(UsageError, match="update_prob does not apply"):
+        simulate(profile, hw, "gpipe", update_prob=0.5)
+
+
+def test_a_registry_method_object_runs_like_its_name(two):
+    profile, hw = two
+    by_object = simulate(profile, hw, replace(METHODS["dni"], unlock_prob=0.0), steps=3)
+    by_name = simulate(profile, hw, "dni", steps=3, unlock_prob=0.0)
+    assert by_object.events() == by_name.events() and by_object.summary == by_name.summary
 
 
 def test_same_seed_same_trace_other_seed_other_trace(profile_factory):

@@ -7,13 +7,16 @@ import os
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from simfixtures import build_profile, compute_ops, expected_ops
 
-from simfixtures import build_profile
-from sglab.sim import SIM_METHODS, hardware_from_dict, simulate
+from sglab.methods import METHODS, method_names
+from sglab.sim import hardware_from_dict, simulate, simulate_baseline
 
 OPS = ("F", "B", "U", "S", "T", "SI", "TI")
 #: Examples per property; raise it (SGLAB_SIM_EXAMPLES=5000) for a longer hunt.
 EXAMPLES = int(os.environ.get("SGLAB_SIM_EXAMPLES", "120"))
+#: Every method the simulator runs, and its speedup baseline.
+CHOICES = [*method_names("sim"), "baseline"]
 
 
 @st.composite
@@ -50,7 +53,7 @@ def machines(draw, num_stages):
 @st.composite
 def cases(draw):
     profile = draw(profiles())
-    return (profile, draw(machines(profile.num_stages)), draw(st.sampled_from(sorted(SIM_METHODS))),
+    return (profile, draw(machines(profile.num_stages)), draw(st.sampled_from(CHOICES)),
             draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(0, 3)))
 
 
@@ -66,13 +69,18 @@ def longest_path(durations: list[int], deps: list[tuple[int, ...]]) -> int:
 @given(cases())
 def test_every_simulation_is_a_valid_schedule(case):
     profile, hw, method, steps, microbatches, seed = case
-    result = simulate(profile, hw, method, steps=steps, microbatches=microbatches, seed=seed, baseline=False)
+    if method == "baseline":
+        result = simulate_baseline(profile, hw, steps=steps, seed=seed)
+    else:
+        result = simulate(profile, hw, method, steps=steps, microbatches=microbatches, seed=seed, baseline=False)
     graph, trace = result.graph, result.trace
     start, end = trace["start_ns"].to_numpy(), trace["end_ns"].to_numpy()
     durations = graph.durations(seed)
-    # every op ran exactly once (one row per task), for exactly its duration
-    assert len(trace) == len(graph) and (start >= 0).all()
-    assert np.array_equal(end - start, np.asarray(durations, dtype=np.int64))
+    # the compute ops are the registry's, each once, and each ran for exactly its duration
+    name = "bprop" if method == "baseline" else method
+    m = microbatches if METHODS[name].pipelined else 1
+    assert compute_ops(trace) == expected_ops(name, profile.num_stages, steps, seed, m)
+    assert (start >= 0).all() and np.array_equal(end - start, np.asarray(durations, dtype=np.int64))
     # ... and after everything it depends on
     for task, waits in enumerate(graph.deps):
         for dep in waits:
@@ -94,7 +102,7 @@ def test_every_simulation_is_a_valid_schedule(case):
 
 
 @settings(max_examples=max(EXAMPLES // 5, 10), deadline=None)
-@given(profiles(), st.sampled_from(sorted(SIM_METHODS)), st.integers(0, 100))
+@given(profiles(), st.sampled_from(method_names("sim")), st.integers(0, 100))
 def test_same_seed_gives_the_same_trace(profile, method, seed):
     a = simulate(profile, "cluster-10gbe-stragglers", method, steps=3, seed=seed, baseline=False)
     b = simulate(profile, "cluster-10gbe-stragglers", method, steps=3, seed=seed, baseline=False)
