@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from sglab.demo import DemoConfig, run_demo
@@ -14,7 +15,9 @@ def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
     for name in ["comparison.md", "figures/learning_curves.png", "figures/learning_curves.pdf", "profile.json",
                  "simulation/sim_summary.csv", "report.md", "demo.json"]:
         assert (tmp_path / name).is_file(), name
-    assert report["simulation"]["speedups"]["sequential"] == pytest.approx(1.0)
+    table = pd.read_csv(tmp_path / "simulation" / "sim_summary.csv")
+    assert set(table["method"]) == set(report["simulation"]["speedups"]) and "dni" in set(table["method"])
+    assert table["speedup"].to_numpy() == pytest.approx((table["baseline_makespan_ns"] / table["makespan_ns"]).to_numpy())
     text = (tmp_path / "report.md").read_text()
     assert "Does DNI learn like backprop?" in text and "synth_over_stage" in text
     assert json.loads((tmp_path / "demo.json").read_text())["training"]["table"]

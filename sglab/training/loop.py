@@ -120,6 +120,8 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
             bar.set_postfix(session.postfix(row))
     except KeyboardInterrupt:
         bar.close()
+        # Ctrl-C may land between a checkpoint's rename and the line that records it: ask the disk.
+        last_good = run.load_checkpoint()["step"] if run.checkpoint.exists() else last_good
         kept = [r for r in rows if r["step"] <= last_good]
         run.write_summary(_summary(config, session, kept, last_good, elapsed, "interrupted", last_good))
         raise KeyboardInterrupt(f"interrupted at step {step}; the checkpoint of step {last_good} in {run.checkpoint} "
