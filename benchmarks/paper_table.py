@@ -13,8 +13,8 @@ The paper trained 500k steps (Adam, batch 256, lr 3e-5 ÷10 at 300k and 400k); p
 from __future__ import annotations
 
 import argparse
-import json
 import concurrent.futures as cf
+import json
 import time
 from dataclasses import replace
 from pathlib import Path

@@ -28,8 +28,6 @@
 # %%
 import os
 
-import pandas as pd
-
 from analysis.learning_curves import comparison_table, load_runs, plot_learning_curves
 from sglab import METHODS, Action
 from sglab.data import load_dataset

@@ -417,7 +417,8 @@ def with_communication(per_rank: dict[int, list[Action]], stage_rank: Callable[[
             other = crosses(action)
             if other is not None:
                 kind = "F" if action.op == "F" else "B"
-                send, recv = Action(action.stage, "SEND_" + kind, action.microbatch), Action(other, "RECV_" + kind, action.microbatch)
+                send = Action(action.stage, "SEND_" + kind, action.microbatch)
+                recv = Action(other, "RECV_" + kind, action.microbatch)
                 out[rank].append(send)
                 done[rank].add(send)
                 out[stage_rank(other)].append(recv)

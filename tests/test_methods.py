@@ -4,8 +4,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sglab.methods import (ALIASES, METHODS, RUNNERS, Chain, CrossStepEdge, MethodError, get_method, method_names,
-                           topological_order, with_communication)
+from sglab.methods import (
+    ALIASES,
+    METHODS,
+    RUNNERS,
+    Chain,
+    CrossStepEdge,
+    MethodError,
+    get_method,
+    method_names,
+    topological_order,
+    with_communication,
+)
 from sglab.ops import ALL_OPS, Action
 
 

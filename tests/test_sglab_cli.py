@@ -1,11 +1,10 @@
 """The `sglab` command line: subcommands exist, train writes a run directory, every error is one line with its exit code."""
 
 import json
-
-import pandas as pd
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from sglab.cli import main

@@ -14,9 +14,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from sglab.cli import positive_int, read_config_file
+from sglab.costprofile import CostProfile, ProfileError
 from sglab.methods import method_names
 from sglab.ops import COMPUTE_OPS
-from sglab.costprofile import CostProfile, ProfileError
 from sglab.training.config import ClassifyConfig, make_config
 
 #: ClassifyConfig fields the command exposes as flags (flag name = field name with dashes).

@@ -15,7 +15,6 @@ import numpy as np
 
 from sglab.errors import SglabError
 
-
 #: The most classes :func:`build_dataset` infers from labels (``max + 1``) before calling them mis-encoded.
 MAX_INFERRED_CLASSES = 10_000
 

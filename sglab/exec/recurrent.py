@@ -167,7 +167,8 @@ class RecurrentRunner:
         if self.method.aux and self.aux_weight > 0:
             # DNI+Aux: predict, early in the chunk, the synthetic gradient that stands in for its future
             with torch.no_grad():
-                target = torch.zeros_like(flatten_state(last)) if last_chunk and self._ends else self.synthesizer.forward_flat(last)
+                ends = last_chunk and self._ends
+                target = torch.zeros_like(flatten_state(last)) if ends else self.synthesizer.forward_flat(last)
             aux_loss = F.mse_loss(self.model.predict_future(chunk.forward.first_state), target.detach())
             chunk.roots[0] = chunk.loss + self.aux_weight * aux_loss
             self._aux.append(float(aux_loss.detach()))

@@ -76,7 +76,8 @@ class TwoRNNRunner:
             ticks, episode_ticks = tick.ticks, self.tick_ratio * b_ticks
             totals["loss_a"] += float(tick.loss_a.detach()) / episode_ticks
             totals["loss_b"] += float(tick.loss_b.detach()) / b_ticks
-            totals["correct_a"] += float((tick.logits_a.argmax(-1) == episodes.threes_so_far[ticks]).float().sum()) / (batch * episode_ticks)
+            right_a = (tick.logits_a.argmax(-1) == episodes.threes_so_far[ticks]).float().sum()
+            totals["correct_a"] += float(right_a) / (batch * episode_ticks)
             totals["correct_b"] += float((tick.logits_b.argmax(-1) == episodes.odd_in_window[k]).float().mean()) / b_ticks
         return {"loss_a": totals["loss_a"], "loss_b": totals["loss_b"], "accuracy_a": totals["correct_a"],
                 "accuracy_b": totals["correct_b"],

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sglab.ops import COMPUTE_OPS
 from sglab.costprofile import REQUIRED_OPS, CostProfile, Measurement, ProfileError, StageCost
+from sglab.ops import COMPUTE_OPS
 from sglab.profiling.timer import OpTimer
 from sglab.training.config import ClassifyConfig
 
@@ -236,8 +236,8 @@ def profile_training(
     The first ``skip_steps`` steps (allocator warm-up, lazy initialisation) are left out.
     ``clock`` is the CPU clock (see :class:`OpTimer`).
     """
-    from sglab.data import load_dataset
     from sglab.config import resolve_device
+    from sglab.data import load_dataset
     from sglab.training.loop import train
 
     config.validate()

@@ -25,9 +25,9 @@ import torch
 from torch.nn import functional as F
 from torch.utils import benchmark
 
-from sglab.profiling.inrun import check_statistic, make_measurement, model_record, stage_costs, stage_sizes, summarize
 from sglab.costprofile import CostProfile, ProfileError
 from sglab.exec import ops
+from sglab.profiling.inrun import check_statistic, make_measurement, model_record, stage_costs, stage_sizes, summarize
 from sglab.profiling.timer import OpTimer, Stopwatch
 from sglab.training.config import ClassifyConfig
 

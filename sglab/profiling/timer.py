@@ -29,9 +29,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
-
 import pandas as pd
+import torch
 
 from sglab.exec.observe import Observer
 from sglab.ops import Action

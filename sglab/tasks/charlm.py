@@ -58,7 +58,8 @@ class CharCorpus:
         return cls._build(symbols[:cut], symbols[cut:])
 
     @classmethod
-    def from_files(cls, path: str | Path, valid_path: str | Path | None = None, fmt: str = "raw", valid_fraction: float = 0.1) -> "CharCorpus":
+    def from_files(cls, path: str | Path, valid_path: str | Path | None = None, fmt: str = "raw",
+                   valid_fraction: float = 0.1) -> "CharCorpus":
         """Read a text file (and optionally a separate validation file, as Penn Treebank has)."""
         _require(fmt in TEXT_FORMATS, f"text format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
         text = _read(path)
@@ -68,7 +69,8 @@ class CharCorpus:
 
     @classmethod
     def _build(cls, train: list[str], valid: list[str]) -> "CharCorpus":
-        _require(len(train) >= 2 and len(valid) >= 2, f"text too short: {len(train)} training and {len(valid)} validation characters; need at least 2 of each")
+        _require(len(train) >= 2 and len(valid) >= 2, f"text too short: {len(train)} training and {len(valid)} "
+                                                      "validation characters; need at least 2 of each")
         vocab = sorted(set(train) | set(valid))
         index = {symbol: i for i, symbol in enumerate(vocab)}
         encode = lambda symbols: torch.from_numpy(np.fromiter((index[s] for s in symbols), dtype=np.int64, count=len(symbols)))  # noqa: E731

@@ -144,7 +144,8 @@ class Curriculum:
     _recent: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.min_length, int) and self.min_length >= 1, f"min_length must be an integer >= 1, got {self.min_length!r}")
+        _require(isinstance(self.min_length, int) and self.min_length >= 1,
+                 f"min_length must be an integer >= 1, got {self.min_length!r}")
         _require(
             isinstance(self.max_length, int) and self.max_length >= self.min_length,
             f"max_length must be an integer >= min_length ({self.min_length}), got {self.max_length!r}",

@@ -5,8 +5,16 @@
 """
 
 from sglab.config import ConfigError
-from sglab.training.config import (TASKS, CharLMConfig, ClassifyConfig, CopyConfig, RecurrentConfig, RunConfig,
-                                   TwoRNNConfig, make_config)
+from sglab.training.config import (
+                                   TASKS,
+                                   CharLMConfig,
+                                   ClassifyConfig,
+                                   CopyConfig,
+                                   RecurrentConfig,
+                                   RunConfig,
+                                   TwoRNNConfig,
+                                   make_config,
+)
 from sglab.training.loop import TrainingDiverged, TrainResult, make_session, train
 from sglab.training.run_dir import RunDir
 

@@ -31,7 +31,7 @@ from sglab.config import ConfigError, resolve_device
 from sglab.errors import SglabError
 from sglab.exec.observe import Observer
 from sglab.io import provenance
-from sglab.training.config import ClassifyConfig, CharLMConfig, CopyConfig, RunConfig, TwoRNNConfig, make_config
+from sglab.training.config import CharLMConfig, ClassifyConfig, CopyConfig, RunConfig, TwoRNNConfig, make_config
 from sglab.training.run_dir import RunDir
 from sglab.training.session import Session, finite
 
@@ -110,9 +110,9 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
             if step % config.eval_every == 0 or final:
                 evaluation = session.evaluate(step)
                 rows += [{"kind": "eval", "step": step, "time_s": elapsed, **r} for r in evaluation]
-                judged = session.judge_loss(evaluation)
-                if not _sane(judged, config) or not session.weights_finite():
-                    what = "the weights became non-finite" if not session.weights_finite() else f"the evaluated loss became {judged}"
+                judged, finite_weights = session.judge_loss(evaluation), session.weights_finite()
+                if not _sane(judged, config) or not finite_weights:
+                    what = f"the evaluated loss became {judged}" if finite_weights else "the weights became non-finite"
                     _stop(run, config, session, rows, step, elapsed, last_good, what, bar)
                 _save(run, config, session, step, elapsed, rows, history)
                 last_good = step

@@ -93,7 +93,8 @@ class CopySession(_RecurrentSession):
 
     def postfix(self, row: dict[str, Any]) -> dict[str, str]:
         """The length, the longest solved and the batch's bit errors."""
-        return {"N": str(self.curriculum.length), "solved": str(self.curriculum.longest_solved), "err": f"{row['bit_errors']:.2f}"}
+        curriculum = self.curriculum
+        return {"N": str(curriculum.length), "solved": str(curriculum.longest_solved), "err": f"{row['bit_errors']:.2f}"}
 
 
 class CharLMSession(_RecurrentSession):

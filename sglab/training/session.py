@@ -63,7 +63,7 @@ class Session(ABC):
         """State beyond modules and optimizers (data streams, generators, curricula)."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (a task without extra state has nothing to restore)
         """Restore :meth:`extra_state`."""
 
     def postfix(self, row: dict[str, Any]) -> dict[str, str]:

@@ -8,9 +8,9 @@ from torch import nn
 
 from sglab.dni.interface import Interface
 from sglab.dni.synthesizers import ConvSynthesizer, InputSynthesizer, make_synthesizer
+from sglab.exec.chain import ChainRunner
 from sglab.methods import get_method
 from sglab.models.chains import cnn, fcn
-from sglab.exec.chain import ChainRunner
 
 
 def batch(n=16, shape=(1, 8, 8), seed=0):

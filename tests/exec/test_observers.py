@@ -8,10 +8,10 @@ import torch
 from sglab.exec.observe import Observer, Observers
 from sglab.methods import method_names
 from sglab.ops import Action
-from sglab.training import ClassifyConfig, CopyConfig, TwoRNNConfig
-from sglab.training.build import build_chain, build_recurrent, build_two_rnn
 from sglab.tasks.copy import CopyTask
 from sglab.tasks.two_rnn import make_episodes
+from sglab.training import ClassifyConfig, CopyConfig, TwoRNNConfig
+from sglab.training.build import build_chain, build_recurrent, build_two_rnn
 
 
 class Reader(Observer):

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from profile_helpers import tiny_config, tiny_dataset
 
 

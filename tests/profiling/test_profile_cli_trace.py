@@ -3,16 +3,15 @@
 import json
 
 import pytest
-
-from sglab.cli import main
-from sglab.ops import Action
-from sglab.costprofile import CostProfile
-from sglab.methods import get_method
-from sglab.profiling import OpTimer, profile_model
-from sglab.trace import TRACE_COLUMNS, write_chrome_trace
-
 from profile_helpers import tiny_config
 from test_profile_graphtxt import GRAPH
+
+from sglab.cli import main
+from sglab.costprofile import CostProfile
+from sglab.methods import get_method
+from sglab.ops import Action
+from sglab.profiling import OpTimer, profile_model
+from sglab.trace import TRACE_COLUMNS, write_chrome_trace
 
 
 def test_measured_trace_has_every_op_of_every_step_once_in_the_trace_schema(dataset, tmp_path):

@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
+from profile_helpers import tiny_config
 
 from sglab.costprofile import CostProfile, ProfileError
 from sglab.profiling import OpTimer, demo_profile, profile_model, profile_training
-
-from profile_helpers import tiny_config
 
 REPEATS = 4
 

@@ -15,11 +15,11 @@ import textwrap
 import time
 
 import pytest
+from test_train_loop import assert_same_run, strict_json
 
 from sglab.errors import SglabError
 from sglab.training import ClassifyConfig, train
 from sglab.training.run_dir import RunDir
-from test_train_loop import assert_same_run, strict_json
 
 pytestmark = pytest.mark.slow
 STEPS = 300
