@@ -1,4 +1,4 @@
-"""``sglab simulate`` and ``sglab sweep``: the simulator (:mod:`sglab.sim`) on the command line.
+"""``sglab simulate``: the simulator (:mod:`sglab.sim`) on the command line.
 
 Bad options raise :class:`~sglab.errors.UsageError` (exit 2) before any work; a simulation that
 cannot run on its input (a profile without an op the method needs, a scheduler that does not
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sglab.errors import SglabError, UsageError
+from sglab.errors import UsageError
 from sglab.methods import ALIASES, get_method, method_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``simulate`` and ``sweep`` subcommands."""
+    """Add the ``simulate`` subcommand."""
     sim = subparsers.add_parser("simulate", help="simulate training a profiled model on (hypothetical) hardware",
                                 description="Simulate training with SimPy and print makespan, throughput, speedup "
                                             "against sequential backprop, utilisation, bubble, memory and staleness.")
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--list", action="store_true", help="list methods and hardware presets, then exit")
     sim.add_argument("--schedule", action="store_true",
                      help="print each rank's actions of a pipeline method, with sends and receives, then exit")
-    _common(sim)
+    add_common_options(sim)
     sim.add_argument("--bandwidth", type=float, help="override every link's bandwidth, GB/s per direction")
     sim.add_argument("--stages", type=int, help="merge the profile's layers into this many stages first")
     sim.add_argument("--override-synth", action="store_true",
@@ -48,29 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--json", action="store_true", help="print the summaries as JSON")
     sim.set_defaults(func=run_simulate)
 
-    sweep = subparsers.add_parser("sweep", help="simulate a grid of methods × hardware × stages × bandwidth ...",
-                                  description="Run a grid of simulations on a process pool (or a dask.distributed "
-                                              "cluster) and write sweep.csv and speedup figures.")
-    sweep.add_argument("--profile", type=Path, required=True, help="CostProfile JSON")
-    sweep.add_argument("--hardware", default="cluster-10gbe", help="comma-separated presets or spec files")
-    sweep.add_argument("--methods", default="all", help="comma-separated methods or 'all'")
-    _common(sweep)
-    sweep.add_argument("--stages", default="", help="comma-separated stage counts K (layers merged, K devices)")
-    sweep.add_argument("--bandwidth", default="", help="comma-separated link bandwidths, GB/s per direction")
-    sweep.add_argument("--synth-cost-ratios", default="",
-                       help="comma-separated synthesizer costs S/F (override measured)")
-    sweep.add_argument("--microbatches-grid", default="", help="comma-separated microbatch counts for gpipe/1f1b")
-    sweep.add_argument("--workers", type=int, help="process-pool size (default: CPU count)")
-    sweep.add_argument("--scheduler-address", help="dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
-    sweep.add_argument("--connect-timeout", type=float, default=10.0,
-                       help="seconds to wait for the scheduler to answer (default: %(default)s)")
-    sweep.add_argument("--out", type=Path, required=True, help="output directory")
-    sweep.add_argument("--no-figures", action="store_true", help="write the CSV only")
-    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sweep.set_defaults(func=run_sweep_command)
 
-
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``simulate`` and ``sweep`` share."""
     parser.add_argument("--steps", type=int, default=20, help="training steps (default: %(default)s)")
     parser.add_argument("--microbatches", type=int, help="microbatches per step for gpipe/1f1b (default 4 × ranks)")
     parser.add_argument("--seed", type=int, default=0, help="seed of slowdowns and stochastic updates")
@@ -79,12 +59,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-flops", type=float, help="FLOP/s of the profiled device (for specs giving flops)")
 
 
-def _positive(flag: str, value: float | None) -> None:
+def check_positive(flag: str, value: float | None) -> None:
+    """A :class:`UsageError` unless ``value`` (given for ``flag``) is absent or a finite number > 0."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise UsageError(f"{flag} must be a number > 0, got {value:g}")
 
 
-def _methods(text: str, flag: str = "--method") -> list[str]:
+def method_list(text: str, flag: str = "--method") -> list[str]:
     """The methods ``text`` names (``all``: every one the simulator runs), each checked against the registry."""
     if text.strip() == "all":
         return method_names("sim")
@@ -97,7 +78,7 @@ def _methods(text: str, flag: str = "--method") -> list[str]:
     return names
 
 
-def _floats(text: str, flag: str, kind=float, zero_ok: bool = False) -> tuple:
+def number_list(text: str, flag: str, kind=float, zero_ok: bool = False) -> tuple:
     """Comma-separated values (``none`` or ``-``: as given), each > 0 (or >= 0); ``""``: one ``None``."""
     if not text:
         return (None,)
@@ -111,7 +92,8 @@ def _floats(text: str, flag: str, kind=float, zero_ok: bool = False) -> tuple:
     return values
 
 
-def _load_profile(path: Path | None):
+def load_profile(path: Path | None):
+    """The CostProfile at ``--profile`` (required)."""
     from sglab.costprofile import CostProfile
 
     if path is None:
@@ -153,16 +135,16 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list()
-    _positive("--bandwidth", args.bandwidth)
-    _positive("--reference-flops", args.reference_flops)
+    check_positive("--bandwidth", args.bandwidth)
+    check_positive("--reference-flops", args.reference_flops)
     if args.stages is not None and args.stages < 1:
         raise UsageError(f"--stages must be >= 1, got {args.stages}")
     if args.max_ahead < 0:
         raise UsageError(f"--max-ahead must be >= 0 (0: unbounded), got {args.max_ahead}")
-    names = _methods(args.method)
+    names = method_list(args.method)
     if args.schedule:
         return _print_schedule(args, names)
-    profile = _regrouped(_load_profile(args.profile), args.stages)
+    profile = _regrouped(load_profile(args.profile), args.stages)
     hw = load_hardware(args.hardware, args.reference_flops)
     if args.bandwidth is not None:
         hw = hw.with_link(bandwidth_bytes_per_s=int(args.bandwidth * 1e9))
@@ -209,7 +191,7 @@ def _print_schedule(args: argparse.Namespace, names: list[str]) -> int:
         pipelines = [n for n in method_names("sim") if get_method(n).pipelined]
         raise UsageError(f"--schedule needs one pipeline method ({', '.join(pipelines)}), not {args.method!r}")
     if args.profile is not None:
-        num_stages = _regrouped(_load_profile(args.profile), args.stages).num_stages
+        num_stages = _regrouped(load_profile(args.profile), args.stages).num_stages
     elif args.stages is not None:
         num_stages = args.stages
     else:
@@ -254,48 +236,3 @@ def _write(results, table, hw, out: Path) -> None:
         result.save(out / name)
         save_figure(gantt(result.trace, max_steps=3, title=f"{name} on {hw.name}"), out / name / "gantt")
     print(f"wrote {out}")
-
-
-def run_sweep_command(args: argparse.Namespace) -> int:
-    """``sglab sweep``: run the grid, write CSV and figures, print the speedup table."""
-    from sglab.sim import SimOptions
-    from sglab.sim.sweep import SweepGrid, run_sweep, write_sweep
-
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    _positive("--reference-flops", args.reference_flops)
-    # checked once here, so that a bad value is one usage error rather than a failure at every point
-    SimOptions(steps=args.steps, microbatches=args.microbatches, seed=args.seed, synth_cost_ratio=args.synth_cost_ratio)
-    grid = SweepGrid(methods=tuple(_methods(args.methods, "--methods")),
-                     hardware=tuple(h.strip() for h in args.hardware.split(",") if h.strip()),
-                     stages=_floats(args.stages, "--stages", int), bandwidths=_floats(args.bandwidth, "--bandwidth"),
-                     synth_cost_ratios=_floats(args.synth_cost_ratios, "--synth-cost-ratios", zero_ok=True),
-                     microbatches=_floats(args.microbatches_grid, "--microbatches-grid", int),
-                     steps=args.steps, seed=args.seed, reference_flops=args.reference_flops)
-    if args.microbatches is not None and grid.microbatches == (None,):
-        grid = replace(grid, microbatches=(args.microbatches,))
-    if args.synth_cost_ratio is not None and grid.synth_cost_ratios == (None,):
-        grid = replace(grid, synth_cost_ratios=(args.synth_cost_ratio,), override_synth=False)
-    profile = _load_profile(args.profile)
-    if not grid.hardware:
-        raise SglabError(f"the grid is empty: --hardware {args.hardware!r} names no machine")
-    _positive("--connect-timeout", args.connect_timeout)
-    table = run_sweep(profile, grid, workers=args.workers, scheduler_address=args.scheduler_address,
-                      progress=not args.no_progress, connect_timeout_s=args.connect_timeout)
-    files = write_sweep(table, grid, args.out)
-    if not args.no_figures:
-        from analysis.sim_figures import sweep_figures
-
-        files += sweep_figures(table, grid, args.out)
-    failed = table[table["error"] != ""]
-    columns = ["method", "hardware_spec", "num_stages", "bandwidth_GB_per_s", "synth_cost_ratio", "speedup"]
-    ok = table[table["error"] == ""]
-    if len(ok):
-        print(ok[[c for c in columns if c in table]].to_string(index=False))
-    for row in failed.itertuples():
-        print(f"failed: {row.method} on {row.hardware_spec}: {row.error}")
-    print(f"wrote {len(files)} files to {args.out}")
-    if not len(ok):
-        raise SglabError(f"every one of the {len(table)} grid points failed (see above and {args.out / 'sweep.csv'}); "
-                         f"first: {failed['error'].iloc[0]}")
-    return 0
