@@ -10,7 +10,7 @@ actions. Applied to a :class:`Chain` (the stages a runner trains) it gives
 - :meth:`Method.cross_step_edges`: what spans steps (weights of the last update, DDG's
   staleness, the bounded queue ``max_ahead`` between unlocked stages);
 - :meth:`Method.rank_actions`: per-rank action lists like torch's (``2F0``, ``1B3``) for
-  pipeline schedules, and :func:`with_communication` adds their sends and receives.
+  pipeline schedules (:mod:`sglab.schedules`, which also adds their sends and receives).
 
 Every runner reads this module: the feed-forward trainer, the recurrent and two-RNN runners
 and the simulator. Each says which methods it runs (:data:`RUNNERS`, :attr:`Method.runners`);
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from sglab.errors import UsageError
 from sglab.ops import Action
+from sglab.schedules import SCHEDULES
 
 Graph = dict[Action, tuple[Action, ...]]
 
@@ -350,84 +351,6 @@ def topological_order(graph: Graph) -> list[Action]:
         stuck = sorted(str(a) for a in graph if a not in set(order))
         raise ValueError(f"dependency cycle: these ops can never run: {', '.join(stuck)}")
     return order
-
-
-# ---- pipeline schedules ------------------------------------------------------------------
-
-
-def gpipe_actions(rank: int, num_ranks: int, microbatches: int) -> list[Action]:
-    """GPipe: every forward, then every backward (Huang et al., 2019)."""
-    return [Action(rank, "F", j) for j in range(microbatches)] + [Action(rank, "B", j) for j in range(microbatches)]
-
-
-def one_f_one_b_actions(rank: int, num_ranks: int, microbatches: int) -> list[Action]:
-    """1F1B (PipeDream-Flush): ``ranks - rank - 1`` warm-up forwards, then alternate, then drain.
-
-    Rank ``r`` never holds more than ``ranks - r`` microbatches' activations.
-    """
-    warmup = min(num_ranks - rank - 1, microbatches)
-    actions = [Action(rank, "F", j) for j in range(warmup)]
-    for j in range(microbatches - warmup):
-        actions += [Action(rank, "F", warmup + j), Action(rank, "B", j)]
-    return actions + [Action(rank, "B", j) for j in range(microbatches - warmup, microbatches)]
-
-
-#: Pipeline schedule name → per-rank action list (rank, ranks, microbatches) → compute actions.
-SCHEDULES: dict[str, Callable[[int, int, int], list[Action]]] = {"gpipe": gpipe_actions, "1f1b": one_f_one_b_actions}
-
-
-def with_communication(per_rank: dict[int, list[Action]], stage_rank: Callable[[int], int],
-                       num_stages: int) -> dict[int, list[Action]]:
-    """The per-rank lists with ``SEND_F``/``RECV_F``/``SEND_B``/``RECV_B`` added, as torch's pass does.
-
-    A forward whose output goes to another rank is followed by its send, and the receiving rank
-    gets the matching receive in the order the sends happen; likewise for backward input
-    gradients. A list that can never be ordered (a B before the F it needs) raises naming the
-    stuck actions.
-    """
-    todo = {rank: list(actions) for rank, actions in per_rank.items()}
-    out: dict[int, list[Action]] = {rank: [] for rank in per_rank}
-    done: dict[int, set[Action]] = {rank: set() for rank in per_rank}
-
-    def crosses(a: Action) -> int | None:
-        if a.op == "F" and a.stage + 1 < num_stages:
-            other = a.stage + 1
-        elif a.op in ("B", "I") and a.stage > 0:
-            other = a.stage - 1
-        else:
-            return None
-        return other if stage_rank(other) != stage_rank(a.stage) else None
-
-    def ready(a: Action, seen: set[Action]) -> bool:
-        if a.op == "F" and a.stage > 0:
-            return Action(a.stage, "RECV_F", a.microbatch) in seen or Action(a.stage - 1, "F", a.microbatch) in seen
-        if a.op in ("B", "I") and a.stage + 1 < num_stages:
-            return any(x in seen for x in (Action(a.stage, "RECV_B", a.microbatch), Action(a.stage + 1, "B", a.microbatch),
-                                           Action(a.stage + 1, "I", a.microbatch)))
-        return True
-
-    while any(todo.values()):
-        progress = False
-        for rank in sorted(todo):
-            if not todo[rank] or not ready(todo[rank][0], done[rank]):
-                continue
-            action = todo[rank].pop(0)
-            out[rank].append(action)
-            done[rank].add(action)
-            other = crosses(action)
-            if other is not None:
-                kind = "F" if action.op == "F" else "B"
-                send = Action(action.stage, "SEND_" + kind, action.microbatch)
-                recv = Action(other, "RECV_" + kind, action.microbatch)
-                out[rank].append(send)
-                done[rank].add(send)
-                out[stage_rank(other)].append(recv)
-                done[stage_rank(other)].add(recv)
-            progress = True
-        if not progress:
-            stuck = [f"rank {r}: {todo[r][0]}" for r in sorted(todo) if todo[r]]
-            raise ValueError(f"schedule can never run: {'; '.join(stuck)} wait for actions no rank will run first")
-    return out
 
 
 # ---- the registry ------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from sglab.methods import (
     get_method,
     method_names,
     topological_order,
-    with_communication,
 )
 from sglab.ops import ALL_OPS, Action
+from sglab.schedules import with_communication
 
 
 def graph_text(method, chain, **kwargs):

@@ -19,8 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from sglab.methods import METHODS, Graph, Method, topological_order, with_communication
+from sglab.methods import METHODS, Graph, Method, topological_order
 from sglab.ops import ALL_OPS, Action
+from sglab.schedules import with_communication
 from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
 from sglab.sim.options import SimOptions
@@ -130,7 +131,7 @@ def method_orders(method: Method, placement: list[int], microbatches: int) -> di
 
 def rank_schedule(method: Method, placement: list[int], microbatches: int) -> dict[int, tuple[int, list[Action]]]:
     """Per pipeline rank, its device and the actions it runs in one step, with the sends and receives
-    torch's pipelining would add (:func:`~sglab.methods.with_communication`)."""
+    torch's pipelining would add (:func:`~sglab.schedules.with_communication`)."""
     devices = list(dict.fromkeys(placement))
     orders = method_orders(method, placement, microbatches)
     per_rank = with_communication({r: orders[d] for r, d in enumerate(devices)},

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 from simfixtures import compute_ops, expected_ops
 
-from sglab.methods import METHODS, method_names, with_communication
+from sglab.methods import METHODS, method_names
+from sglab.schedules import with_communication
 from sglab.sim import hardware_from_dict, simulate, simulate_baseline
 from sglab.sim.pipeline import method_orders
 
