@@ -11,13 +11,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from sglab.tasks.sequences import SequenceBatch, TaskError
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise TaskError(message)
-
+from sglab.tasks.sequences import SequenceBatch, TaskError, require
 
 #: Text formats :meth:`CharCorpus.from_files` reads.
 TEXT_FORMATS = ("raw", "ptb")
@@ -51,8 +45,8 @@ class CharCorpus:
     @classmethod
     def from_text(cls, text: str, valid_fraction: float = 0.1, fmt: str = "raw") -> "CharCorpus":
         """Split one text deterministically: the first ``1 - valid_fraction`` trains, the rest validates."""
-        _require(fmt in TEXT_FORMATS, f"text format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
-        _require(0 < valid_fraction < 1, f"valid_fraction must be in (0, 1), got {valid_fraction}")
+        require(fmt in TEXT_FORMATS, f"text format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
+        require(0 < valid_fraction < 1, f"valid_fraction must be in (0, 1), got {valid_fraction}")
         symbols = _symbols(text, fmt)
         cut = int(round(len(symbols) * (1 - valid_fraction)))
         return cls._build(symbols[:cut], symbols[cut:])
@@ -61,7 +55,7 @@ class CharCorpus:
     def from_files(cls, path: str | Path, valid_path: str | Path | None = None, fmt: str = "raw",
                    valid_fraction: float = 0.1) -> "CharCorpus":
         """Read a text file (and optionally a separate validation file, as Penn Treebank has)."""
-        _require(fmt in TEXT_FORMATS, f"text format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
+        require(fmt in TEXT_FORMATS, f"text format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
         text = _read(path)
         if valid_path is None:
             return cls.from_text(text, valid_fraction, fmt)
@@ -69,7 +63,7 @@ class CharCorpus:
 
     @classmethod
     def _build(cls, train: list[str], valid: list[str]) -> "CharCorpus":
-        _require(len(train) >= 2 and len(valid) >= 2, f"text too short: {len(train)} training and {len(valid)} "
+        require(len(train) >= 2 and len(valid) >= 2, f"text too short: {len(train)} training and {len(valid)} "
                                                       "validation characters; need at least 2 of each")
         vocab = sorted(set(train) | set(valid))
         index = {symbol: i for i, symbol in enumerate(vocab)}
@@ -103,10 +97,10 @@ class CharStream:
     """
 
     def __init__(self, corpus: CharCorpus, data: torch.Tensor, batch: int, seq_len: int):
-        _require(isinstance(batch, int) and batch >= 1, f"batch size must be an integer >= 1, got {batch!r}")
-        _require(isinstance(seq_len, int) and seq_len >= 1, f"sequence length must be an integer >= 1, got {seq_len!r}")
+        require(isinstance(batch, int) and batch >= 1, f"batch size must be an integer >= 1, got {batch!r}")
+        require(isinstance(seq_len, int) and seq_len >= 1, f"sequence length must be an integer >= 1, got {seq_len!r}")
         per_stream = (len(data) - 1) // batch
-        _require(
+        require(
             per_stream >= 1,
             f"text too short for {batch} parallel streams: {len(data)} characters; use a smaller batch size",
         )

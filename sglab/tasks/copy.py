@@ -20,16 +20,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from sglab.tasks.sequences import SequenceBatch, TaskError
-
-#: The copy-style tasks.
-COPY_TASKS = ("copy", "repeat-copy")
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise TaskError(message)
-
+from sglab.tasks.sequences import SequenceBatch, require
 
 # ---- Copy and Repeat Copy --------------------------------------------------------------------
 
@@ -49,8 +40,8 @@ class CopyTask:
     max_repeats: int = 3
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.bits, int) and self.bits >= 1, f"bits must be an integer >= 1, got {self.bits!r}")
-        _require(
+        require(isinstance(self.bits, int) and self.bits >= 1, f"bits must be an integer >= 1, got {self.bits!r}")
+        require(
             isinstance(self.max_repeats, int) and self.max_repeats >= 1,
             f"max_repeats must be an integer >= 1, got {self.max_repeats!r}",
         )
@@ -78,8 +69,8 @@ class CopyTask:
 
     def sample(self, length: int, batch: int, generator: torch.Generator | None = None) -> SequenceBatch:
         """A batch of ``batch`` sequences of ``length`` vectors."""
-        _require(isinstance(length, int) and length >= 1, f"sequence length must be an integer >= 1, got {length!r}")
-        _require(isinstance(batch, int) and batch >= 1, f"batch size must be an integer >= 1, got {batch!r}")
+        require(isinstance(length, int) and length >= 1, f"sequence length must be an integer >= 1, got {length!r}")
+        require(isinstance(batch, int) and batch >= 1, f"batch size must be an integer >= 1, got {batch!r}")
         data = torch.randint(0, 2, (length, batch, self.bits), generator=generator).float()
         if not self.repeat:
             return self._copy(data)
@@ -144,14 +135,14 @@ class Curriculum:
     _recent: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.min_length, int) and self.min_length >= 1,
+        require(isinstance(self.min_length, int) and self.min_length >= 1,
                  f"min_length must be an integer >= 1, got {self.min_length!r}")
-        _require(
+        require(
             isinstance(self.max_length, int) and self.max_length >= self.min_length,
             f"max_length must be an integer >= min_length ({self.min_length}), got {self.max_length!r}",
         )
-        _require(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
-        _require(isinstance(self.window, int) and self.window >= 1, f"window must be an integer >= 1, got {self.window!r}")
+        require(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
+        require(isinstance(self.window, int) and self.window >= 1, f"window must be an integer >= 1, got {self.window!r}")
         self.length = self.length or self.min_length
 
     @property

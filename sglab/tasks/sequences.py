@@ -13,7 +13,8 @@ class TaskError(UsageError):
     """A task parameter that cannot work; the message names it and the allowed values."""
 
 
-def _require(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
+    """Raise :class:`TaskError` with ``message`` unless ``ok``."""
     if not ok:
         raise TaskError(message)
 
