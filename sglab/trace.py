@@ -47,6 +47,10 @@ def make_trace(*, stage, op, step, microbatch, device, start_ns, end_ns, kind, s
     """A trace from equal-length columns (``kind`` may be one string for every row)."""
     n = len(start_ns)
     kinds = [kind] * n if isinstance(kind, str) else kind
+    for column, values, allowed in (("source", [source], SOURCES), ("kind", set(kinds), KINDS)):
+        bad = sorted(set(map(str, values)) - set(allowed))
+        if bad:
+            raise TraceError(f"trace column {column!r} holds {bad}; allowed: {', '.join(allowed)}")
     trace = pd.DataFrame({
         "stage": np.asarray(stage, dtype=np.int64), "op": pd.Categorical(op),
         "step": np.asarray(step, dtype=np.int64), "microbatch": np.asarray(microbatch, dtype=np.int64),
