@@ -106,11 +106,6 @@ CIFAR10_BATCH_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
-
-
 @dataclass(frozen=True)
 class DatasetSpec:
     """What a named dataset is: shape, classes, the published files and the ``.npz`` fallback."""
@@ -181,15 +176,6 @@ DATASETS: dict[str, DatasetSpec] = {
 
 #: Other spellings people use for the same datasets.
 ALIASES = {"cifar-10": "cifar10", "cifar_10": "cifar10", "mnist_5k": "embedded"}
-
-
-def canonical_file(name: str) -> RemoteFile | None:
-    """The published file called ``name`` (a base name), or None for any other name."""
-    for spec in DATASETS.values():
-        for remote in spec.files:
-            if remote.name == name:
-                return remote
-    return None
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

@@ -55,11 +55,6 @@ def check_statistic(statistic: str) -> None:
         raise ProfileError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
 
 
-def median_iqr(values: list[int]) -> tuple[int, int]:
-    """Median and interquartile range in integer ns."""
-    return summarize(values, "median")
-
-
 def device_name(device: torch.device) -> str:
     """Human-readable name of the device the costs were measured on."""
     if device.type == "cuda":
