@@ -132,6 +132,7 @@ class ChainRunner:
         if i == self.num_stages - 1:
             w.loss, error = self.criterion(out, w.y)
             w.result.loss, w.result.error = float(w.loss.detach()), float(error)
+            return {"input": inp, "h": out, "labels": w.y, "loss": w.loss}
         return {"input": inp, "h": out}
 
     def _S(self, i: int, w: _Wires) -> dict:

@@ -7,7 +7,7 @@ A runner calls, for every op it executes::
     observer.tensors(action, {...})    # afterwards, only if observer.wants_tensors
 
 and ``observer.begin_step(step)`` before each step. The tensors are the ones the op made or
-consumed (``h`` for F, ``synthetic_gradient`` for S, ``output_gradient`` and
+consumed (``input`` and ``h`` for F, and the last stage's ``labels`` and ``loss``; ``synthetic_gradient`` for S, ``output_gradient`` and
 ``input_gradient`` for B, ``prediction`` and ``target`` for T and TI, ``synthetic_input`` for
 SI), detached from the graph and shared with the runner: an observer reads them and must not
 write to them, so the computation is the same with and without it (tests check bitwise).

@@ -29,13 +29,15 @@ class RunConfig:
         eval_every: steps between evaluations and checkpoints (and one at the end).
         log_every: steps between training-metric rows.
         divergence_loss: a training loss above this (or not finite) stops the run as diverged.
+        probe_every: every this many steps, compare each interface's synthetic gradient with the
+            true one (fidelity probes); None: never. Probes change nothing the run computes.
         seed, device: the usual; ``device`` is auto, cpu, cuda or cuda:N.
     """
 
     task: ClassVar[str] = ""
     runner: ClassVar[str] = ""
     #: Fields that may change when a run is resumed (they do not change what training computes).
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "log_every")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "eval_every", "log_every", "probe_every")
 
     method: str = "dni"
     steps: int = spec(1000, ge=1)
@@ -47,6 +49,7 @@ class RunConfig:
     eval_every: int = spec(200, ge=1)
     log_every: int = spec(10, ge=1)
     divergence_loss: float = spec(1e4, gt=0)
+    probe_every: int | None = spec(None, ge=1)
     seed: int = spec(0, ge=0)
     device: str = "auto"
 

@@ -73,7 +73,7 @@ def test_a_chain_runner_computes_the_same_with_an_observer_that_reads_everything
     assert reader.steps == [0, 1, 2]
     if plain.method.update_prob == plain.method.unlock_prob == 1:  # no draws: the same order each step
         assert reader.ops == 3 * plain.method.step_order(3)
-    assert reader.seen["F"] == {"input", "h"} and reader.seen["B"] <= {"output_gradient", "input_gradient"}
+    assert reader.seen["F"] == {"input", "h", "labels", "loss"} and reader.seen["B"] <= {"output_gradient", "input_gradient"}
     if plain.method.synthetic_gradients:
         assert reader.seen["S"] == {"synthetic_gradient"} and reader.seen["T"] == {"prediction", "target"}
 
