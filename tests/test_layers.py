@@ -17,7 +17,7 @@ LAYERS = [
     {"errors", "io", "config", "ops", "schedules", "methods", "trace", "costprofile", "partition"},
     {"data", "tasks", "models", "dni"},
     {"exec"},
-    {"training", "profiling", "sim", "dist"},
+    {"training", "profiling", "sim", "dist", "probes"},
     {"cli", "demo", "__main__", "__init__"},
 ]
 FACE = LAYERS[-1]

@@ -6,7 +6,10 @@ the state the sequences start from (``carried``: the previous window of a stream
 initial state). The registry's step graph over that chain orders the ops, and each op is a
 call of :mod:`sglab.exec.ops`, as in the feed-forward chain:
 
-- ``F``: the core over the chunk's ticks and the chunk's loss;
+- ``F``: the core over the chunk's ticks and the chunk's loss (an observer sees the chunk's start
+  and end states, ``input`` and ``h``, its ticks, ``chunk_inputs`` / ``_targets`` / ``_mask``, and the
+  ticks after it, ``rest_inputs`` / ``_targets`` / ``_mask``: what a fidelity probe needs for the true
+  gradient of the sequence's remaining loss);
 - ``S``: the synthetic gradient for the future beyond the chunk's end, ``scale · M(s_end)``
   (and, for DNI+Aux, the auxiliary loss: the core's prediction of that synthetic gradient
   from its state after the chunk's first tick);
@@ -70,8 +73,8 @@ class SequenceResult:
 class _Chunk:
     """The wires of one chunk-stage: where it starts, what its forward made, what B reads."""
 
-    def __init__(self, inputs, targets, mask):
-        self.inputs, self.targets, self.mask = inputs, targets, mask
+    def __init__(self, inputs, targets, mask, end: int):
+        self.inputs, self.targets, self.mask, self.end = inputs, targets, mask, end  # end: the tick after the chunk
         self.start: State = ()
         self.forward = None
         self.loss: torch.Tensor | None = None
@@ -129,8 +132,9 @@ class RecurrentRunner:
         self._steps += 1
         ticks = inputs.shape[0]
         starts = list(range(0, ticks, self.truncation))
-        chunks = [None] + [_Chunk(inputs[b:b + self.truncation], targets[b:b + self.truncation], mask[b:b + self.truncation])
-                           for b in starts]
+        chunks = [None] + [_Chunk(inputs[b:b + self.truncation], targets[b:b + self.truncation], mask[b:b + self.truncation],
+                                  b + self.truncation) for b in starts]
+        self._sequence = (inputs, targets, mask)
         self._carried = self.model.initial_state(inputs.shape[1], inputs.device) if state is None else state
         self._loss_fn, self._ends, self._synth, self._aux = loss_fn, ends, [], []
         for action in self._order(len(starts), ends):
@@ -153,7 +157,10 @@ class RecurrentRunner:
         chunk.forward = ops.forward(self.model, chunk.inputs, chunk.start)
         chunk.loss = self._loss_fn(chunk.forward.outputs, chunk.targets, chunk.mask)
         chunk.roots, chunk.grads = [chunk.loss], [None]
-        return {"h": flatten_state(chunk.forward.last_state)}
+        inputs, targets, mask = self._sequence
+        return {"input": flatten_state(chunk.start), "h": flatten_state(chunk.forward.last_state),
+                "chunk_inputs": chunk.inputs, "chunk_targets": chunk.targets, "chunk_mask": chunk.mask,
+                "rest_inputs": inputs[chunk.end:], "rest_targets": targets[chunk.end:], "rest_mask": mask[chunk.end:]}
 
     def _S(self, s: int, chunks: list) -> dict:
         chunk, last_chunk = chunks[s], s == len(chunks) - 1

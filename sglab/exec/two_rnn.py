@@ -13,6 +13,9 @@ ops (each a call of :mod:`sglab.exec.ops`); the method says how B's gradient rea
 
 Both networks are trained with truncated BPTT in time: their states carry on from chunk to
 chunk, their gradients stop at chunk boundaries. Ops are labelled ``(stage, op, chunk)``.
+Besides the message (``h`` of A's F, ``input`` of B's), an observer sees each network's F
+``state`` (where its chunk starts, flattened), A's digits (``input``) and B's ``labels``: what a
+fidelity probe needs to recompute both networks' chunk.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from functools import lru_cache
 import torch
 from torch.nn import functional as F
 
+from sglab.dni.synthesizers import flatten_state
 from sglab.exec import ops
 from sglab.exec.observe import Observer, as_observer
 from sglab.methods import Chain, Method
@@ -29,6 +33,11 @@ from sglab.ops import Action
 from sglab.tasks.two_rnn import Episodes
 
 _CHAIN = Chain(2, losses=frozenset({0, 1}))
+
+
+def loss_b(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """B's loss at one of its ticks: the cross-entropy of its odd-digit count, batch mean."""
+    return F.cross_entropy(logits, labels)
 
 
 class _Tick:
@@ -92,7 +101,7 @@ class TwoRNNRunner:
         t.loss_a = F.cross_entropy(t.logits_a.flatten(0, 1), e.threes_so_far[t.ticks].flatten(), reduction="sum") / batch
         if self.method.context:
             t.context = F.one_hot(e.odd_in_window[t.k], self.tick_ratio + 1).float()
-        return {"h": t.message}
+        return {"input": e.digits[t.ticks], "state": flatten_state(start), "h": t.message}
 
     def _S0(self, t: _Tick) -> dict:
         batch = t.message.shape[0]
@@ -128,9 +137,10 @@ class TwoRNNRunner:
 
     def _F1(self, t: _Tick) -> dict:
         t.received = ops.input_leaf(t.message, self.method.gradient in ("true", "synthetic"))
-        t.logits_b, t.state_b = ops.forward(self.b, t.received, tuple(s.detach() for s in t.state_b))
-        t.loss_b = F.cross_entropy(t.logits_b, self._episodes.odd_in_window[t.k])
-        return {"input": t.received}
+        start, labels = tuple(s.detach() for s in t.state_b), self._episodes.odd_in_window[t.k]
+        t.logits_b, t.state_b = ops.forward(self.b, t.received, start)
+        t.loss_b = loss_b(t.logits_b, labels)
+        return {"input": t.received, "state": flatten_state(start), "labels": labels}
 
     def _B1(self, t: _Tick) -> dict:
         ops.backward([t.loss_b], None, self.opt_b)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sglab.exec.observe import Observer
+from sglab.probes import ChainProbe
 from sglab.tasks.classify import BatchStream, evaluate
 from sglab.training.build import build_chain
 from sglab.training.config import ClassifyConfig
@@ -76,6 +77,10 @@ class ClassifySession(Session):
         """Restore :meth:`extra_state`."""
         self.batches.load_state_dict(state["batches"])
         self.runner.generator.set_state(state["runner_rng"])
+
+    def probe(self) -> ChainProbe:
+        """The chain's probe."""
+        return ChainProbe(self.runner)
 
     def describe(self) -> dict[str, Any]:
         """The dataset."""

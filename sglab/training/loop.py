@@ -5,8 +5,10 @@
 
 writes ``config.json`` (config, seed, versions, device, data), ``metrics.csv`` (one row per
 logged step and per evaluation), ``checkpoint.pt`` (at every evaluation) and ``summary.json``,
-all atomically. A task is a :class:`~sglab.training.session.Session`; the loop is the same for
-every one:
+all atomically; with ``probe_every`` set, also ``fidelity.csv`` (:mod:`sglab.probes`: every that
+many steps, how close each interface's synthetic gradient is to the true one; its rows are kept
+in the checkpoint). A task is a :class:`~sglab.training.session.Session`; the loop is the same
+for every one:
 
 - a non-finite or exploding training loss stops the run with a message, keeping the last good
   checkpoint and writing the metrics so far;
@@ -14,7 +16,8 @@ every one:
   (:meth:`Session.judge_loss`) is finite and below the divergence limit;
 - ``resume=True`` continues from the checkpoint and gives the uninterrupted run's result
   bitwise; it is an error without a checkpoint, or when the config differs from the
-  checkpoint's in anything but :attr:`RunConfig.RESUMABLE` (steps, eval_every, log_every).
+  checkpoint's in anything but :attr:`RunConfig.RESUMABLE` (steps, eval_every, log_every,
+  probe_every).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from tqdm.auto import tqdm
 from sglab.config import ConfigError, resolve_device
 from sglab.errors import SglabError
 from sglab.exec.observe import Observer
-from sglab.io import provenance
+from sglab.io import atomic_write_text, provenance
+from sglab.probes import FIDELITY_FILE, FidelityLog
 from sglab.training.config import CharLMConfig, ClassifyConfig, CopyConfig, RunConfig, TwoRNNConfig, make_config
 from sglab.training.run_dir import RunDir
 from sglab.training.session import Session, finite
@@ -80,14 +84,16 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
     if checkpoint is not None:
         check_resumable(config, checkpoint)
     session = make_session(config, device, dataset)
-    start, elapsed, rows, history = 0, 0.0, [], []
+    start, elapsed, rows, history, probed = 0, 0.0, [], [], []
     if checkpoint is not None:
         session.load_state_dict(checkpoint["session"])
         start, elapsed = checkpoint["step"], checkpoint["elapsed_s"]
         rows = [r for r in checkpoint["metrics"] if not _only_because_it_ended(r, start, config)]
+        probed = checkpoint.get("fidelity", [])
         history = checkpoint.get("history", []) + [{"resumed_at_step": start, "steps": config.steps,
                                                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
     run.write_config(_config_record(config, session, device, history))
+    probes = FidelityLog(session.probe() if config.probe_every else None, config.probe_every, probed)
 
     bar = tqdm(total=config.steps, initial=start, disable=not progress, unit="step",
                desc=f"{config.task_name} {config.method}")
@@ -100,21 +106,22 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
             if step - 1 in config.lr_milestones:
                 session.scale_learning_rates(config.lr_gamma)
             tick = time.perf_counter()
-            row = session.step(step, observer)
+            row = session.step(step, probes.observer(step, observer))
+            probes.collect(step)
             elapsed += time.perf_counter() - tick
             final = step == config.steps or session.finished
             if step % config.log_every == 0 or final or not _sane(row["loss"], config):
                 rows.append({"kind": "train", "step": step, "time_s": elapsed, **row})
             if not _sane(row["loss"], config):
-                _stop(run, config, session, rows, step, elapsed, last_good, f"loss became {row['loss']}", bar)
+                _stop(run, config, session, rows, probes, step, elapsed, last_good, f"loss became {row['loss']}", bar)
             if step % config.eval_every == 0 or final:
                 evaluation = session.evaluate(step)
                 rows += [{"kind": "eval", "step": step, "time_s": elapsed, **r} for r in evaluation]
                 judged, finite_weights = session.judge_loss(evaluation), session.weights_finite()
                 if not _sane(judged, config) or not finite_weights:
                     what = f"the evaluated loss became {judged}" if finite_weights else "the weights became non-finite"
-                    _stop(run, config, session, rows, step, elapsed, last_good, what, bar)
-                _save(run, config, session, step, elapsed, rows, history)
+                    _stop(run, config, session, rows, probes, step, elapsed, last_good, what, bar)
+                _save(run, config, session, step, elapsed, rows, probes, history)
                 last_good = step
             bar.update(1)
             bar.set_postfix(session.postfix(row))
@@ -128,7 +135,7 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
                                 "continues with --resume") from None
     bar.close()
     summary = _summary(config, session, rows, step, elapsed, "completed", last_good)
-    run.write_metrics(rows)
+    _write_rows(run, rows, probes)
     run.write_summary(summary)
     return TrainResult(run.path, summary, rows)
 
@@ -165,16 +172,23 @@ def _config_record(config: RunConfig, session: Session, device, history: list) -
             **session.describe(), "resumed": history, **provenance()}
 
 
-def _save(run: RunDir, config: RunConfig, session: Session, step: int, elapsed: float, rows: list, history: list) -> None:
+def _write_rows(run: RunDir, rows: list, probes: FidelityLog) -> None:
+    run.write_metrics(rows)
+    if probes.written:
+        run._write(run.path / FIDELITY_FILE, atomic_write_text, probes.csv())
+
+
+def _save(run: RunDir, config: RunConfig, session: Session, step: int, elapsed: float, rows: list, probes: FidelityLog,
+          history: list) -> None:
     run.save_checkpoint({"task": config.task_name, "config": config.to_dict(), "step": step, "elapsed_s": elapsed,
-                         "metrics": rows, "history": history, "session": session.state_dict()})
-    run.write_metrics(rows)
+                         "metrics": rows, "fidelity": probes.rows, "history": history, "session": session.state_dict()})
+    _write_rows(run, rows, probes)
 
 
-def _stop(run: RunDir, config: RunConfig, session: Session, rows: list, step: int, elapsed: float, last_good: int,
-          what: str, bar) -> None:
+def _stop(run: RunDir, config: RunConfig, session: Session, rows: list, probes: FidelityLog, step: int, elapsed: float,
+          last_good: int, what: str, bar) -> None:
     bar.close()
-    run.write_metrics(rows)
+    _write_rows(run, rows, probes)
     run.write_summary({**_summary(config, session, rows, step, elapsed, "diverged", last_good), "diverged_at_step": step})
     kept = (f"the last good checkpoint (step {last_good}) is kept in {run.checkpoint}" if last_good
             else "no checkpoint was written yet")

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from sglab.exec.observe import Observer
+from sglab.probes import RecurrentProbe
 from sglab.tasks.charlm import CharCorpus, CharStream, bits_per_character
 from sglab.tasks.copy import CopyTask, Curriculum
 from sglab.training.build import build_recurrent
@@ -61,6 +62,10 @@ class CopySession(_RecurrentSession):
         self.updates += result.chunks
         return {"length": length, "loss": result.loss, "bit_errors": errors, "solved": solved,
                 "synth_loss": result.synth_loss, "aux_loss": result.aux_loss, "updates": result.chunks}
+
+    def probe(self) -> RecurrentProbe:
+        """The recurrent probe, with the copy task's loss."""
+        return RecurrentProbe(self.runner, self.task.loss)
 
     def evaluate(self, step: int) -> list[dict[str, Any]]:
         """Nothing held out: the curriculum scores every training batch."""
@@ -120,6 +125,10 @@ class CharLMSession(_RecurrentSession):
         self.state, self.steps_done = result.end_state, self.steps_done + 1
         return {"loss": result.loss, "bpc": bits_per_character(result.loss / batch.inputs.shape[0]),
                 "synth_loss": result.synth_loss, "aux_loss": result.aux_loss}
+
+    def probe(self) -> RecurrentProbe:
+        """The recurrent probe, with the corpus's loss."""
+        return RecurrentProbe(self.runner, self.corpus.loss)
 
     @torch.no_grad()
     def evaluate(self, step: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from sglab.exec.observe import Observer
+from sglab.probes import Probe
 from sglab.training.config import RunConfig
 
 
@@ -52,6 +53,10 @@ class Session(ABC):
     @abstractmethod
     def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The task's own summary fields, from the metric rows."""
+
+    @abstractmethod
+    def probe(self) -> Probe:
+        """The fidelity probe of this task's runner (:mod:`sglab.probes`), for the steps the loop probes."""
 
     # ---- what a task may add -----------------------------------------------------------
 

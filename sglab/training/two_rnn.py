@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from sglab.exec.observe import Observer
+from sglab.probes import TwoRNNProbe
 from sglab.tasks.two_rnn import digit_arrays, majority_rate_b, make_episodes
 from sglab.training.build import build_two_rnn
 from sglab.training.config import TwoRNNConfig
@@ -45,6 +46,10 @@ class TwoRNNSession(Session):
         episodes = make_episodes(self.x_train, self.y_train, c.tick_ratio, c.b_ticks, c.batch_size, self.generator)
         result = self.runner.train_step(episodes, observer)
         return {"loss": result["loss_a"] + result["loss_b"], **result}
+
+    def probe(self) -> TwoRNNProbe:
+        """The two-RNN probe."""
+        return TwoRNNProbe(self.runner)
 
     def evaluate(self, step: int) -> list[dict[str, Any]]:
         """Held-out accuracy of A and B, and B's held-out loss."""
