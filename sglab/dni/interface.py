@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 @dataclass
@@ -33,18 +32,3 @@ class Interface:
         found = {"synthesizer": self.synthesizer_optimizer, "input_model": self.input_optimizer}
         return {name: opt for name, opt in found.items() if opt is not None}
 
-
-def regression_step(
-    prediction: torch.Tensor, target: torch.Tensor, optimizer: torch.optim.Optimizer | None, weight: float = 1.0
-) -> float:
-    """One L2 regression step of a synthesizer towards ``target``; returns the (unweighted) loss.
-
-    The loss is the mean squared error; ``weight`` scales it before the gradient step.
-    Synthesizers without parameters (e.g. an oracle) are evaluated but not stepped.
-    """
-    loss = F.mse_loss(prediction, target.detach())
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
-        (weight * loss).backward()
-        optimizer.step()
-    return float(loss.detach())

@@ -2,7 +2,8 @@
 
 A gradient synthesizer ``M_{i+1}(h_i, c) ≈ δ_i`` returns a tensor shaped like ``h_i``. Its last
 layer is zero-initialised (weights and bias), so the first synthetic gradient is exactly zero and
-DNI starts as "no update" rather than as noise (Jaderberg et al. 2016, Sec. 3).
+DNI starts as "no update" rather than as noise (Jaderberg et al. 2016, Sec. 3). A critic
+(:class:`CriticSynthesizer`) predicts the loss instead and returns its gradient, also zero at first.
 
 An input synthesizer ``I_{i+1}(x, c) ≈ h_i`` predicts a stage's input from the network input,
 which is what removes forward locking.
@@ -24,6 +25,25 @@ def _zero_init(layer: nn.Module) -> nn.Module:
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+def _mlp(fan_in: int, hidden_layers: int, width: int, features: int) -> nn.Sequential:
+    """``hidden_layers`` × (Linear, BatchNorm, ReLU), then a zero-initialised Linear to ``features``."""
+    layers: list[nn.Module] = []
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+        fan_in = width
+    return nn.Sequential(*layers, _zero_init(nn.Linear(fan_in, features)))
+
+
+def _convs(fan_in: int, hidden_layers: int, hidden_channels: int, kernel_size: int, channels: int) -> nn.Sequential:
+    """``hidden_layers`` × (Conv, BatchNorm, ReLU), then a zero-initialised Conv to ``channels``; size-preserving."""
+    pad = kernel_size // 2
+    layers: list[nn.Module] = []
+    for _ in range(hidden_layers):
+        layers += [nn.Conv2d(fan_in, hidden_channels, kernel_size, padding=pad), nn.BatchNorm2d(hidden_channels), nn.ReLU()]
+        fan_in = hidden_channels
+    return nn.Sequential(*layers, _zero_init(nn.Conv2d(fan_in, channels, kernel_size, padding=pad)))
 
 
 def _with_context(h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -48,13 +68,7 @@ class MLPSynthesizer(nn.Module):
         self.shape = tuple(shape)
         self.context_dim = context_dim
         features = math.prod(self.shape)
-        layers: list[nn.Module] = []
-        fan_in = features + context_dim
-        for _ in range(hidden_layers):
-            layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
-            fan_in = width
-        layers.append(_zero_init(nn.Linear(fan_in, features)))
-        self.net = nn.Sequential(*layers)
+        self.net = _mlp(features + context_dim, hidden_layers, width, features)
 
     def forward(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Predict ``δ̂`` shaped like ``h``."""
@@ -77,14 +91,7 @@ class ConvSynthesizer(nn.Module):
         context_dim: int = 0,
     ):
         super().__init__()
-        pad = kernel_size // 2
-        layers: list[nn.Module] = []
-        fan_in = channels + context_dim
-        for _ in range(hidden_layers):
-            layers += [nn.Conv2d(fan_in, hidden_channels, kernel_size, padding=pad), nn.BatchNorm2d(hidden_channels), nn.ReLU()]
-            fan_in = hidden_channels
-        layers.append(_zero_init(nn.Conv2d(fan_in, channels, kernel_size, padding=pad)))
-        self.net = nn.Sequential(*layers)
+        self.net = _convs(channels + context_dim, hidden_layers, hidden_channels, kernel_size, channels)
 
     def forward(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Predict ``δ̂`` shaped like ``h`` (N, C, H, W)."""
@@ -111,6 +118,66 @@ def make_synthesizer(
             raise ValueError(f"a conv synthesizer needs (C, H, W) feature maps, got shape {shape}")
         return ConvSynthesizer(shape[0], hidden_layers, width, context_dim=context_dim)
     raise ValueError(f"unknown synthesizer kind {kind!r}; choose one of: {', '.join(SYNTHESIZER_KINDS)}")
+
+
+class CriticSynthesizer(nn.Module):
+    """A learned loss ``L̂(h, c)``, one scalar per sample; its synthetic gradient is the autograd
+    gradient ``δ̂ = ∂(mean_b L̂(h_b, c_b))/∂h``, in the same batch-mean units as a direct ``δ̂``.
+
+    With hidden layers the body is the direct synthesizers' (``mlp``: Linear, BatchNorm, ReLU on
+    the flattened ``[h, c]``; ``conv``: Conv, BatchNorm, ReLU on ``h`` with label planes) ending in
+    a zero-initialised scalar head (for maps a convolution to one channel, averaged over
+    positions). Without (``linear``, or no hidden layers) it is the quadratic critic ``L̂ = ½⟨z, M z⟩ + a`` in
+    ``z = [h, c]`` with ``M`` affine (a zero-initialised Linear, one conv for maps): its ``δ̂`` is
+    affine in ``(h, c)`` as the linear synthesizer's is (with a symmetric ``h`` block), and its
+    value can hold any quadratic of ``(h, c)``, such as a squared error against a regression
+    target. A critic linear in ``h`` would have a constant ``δ̂``.
+    Either way the output layer starts at zero, so the first ``δ̂`` is exactly zero.
+    """
+
+    def __init__(self, shape: tuple[int, ...], hidden_layers: int = 1, width: int = 1024, context_dim: int = 0,
+                 conv: bool = False, kernel_size: int = 5):
+        super().__init__()
+        self.shape, self.conv, self.quadratic = tuple(shape), conv, hidden_layers == 0
+        if self.quadratic:  # M maps z = [h, c] to a tensor like z
+            self.net = (ConvSynthesizer(shape[0] + context_dim, 0, width, kernel_size) if conv
+                        else MLPSynthesizer((math.prod(self.shape) + context_dim,), 0, width))
+            self.offset = nn.Parameter(torch.zeros(()))
+        elif conv:
+            self.net = _convs(shape[0] + context_dim, hidden_layers, width, kernel_size, 1)
+        else:
+            self.net = _mlp(math.prod(self.shape) + context_dim, hidden_layers, width, 1)
+
+    def value(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``L̂(h_b, c_b)`` for each sample, shape ``(batch,)``."""
+        z = _with_context(h if self.conv else h.flatten(1), context)
+        if self.quadratic:
+            return 0.5 * (z * self.net(z)).flatten(1).sum(1) + self.offset
+        return self.net(z).flatten(1).mean(1)
+
+    def value_and_gradient(self, h: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L̂, δ̂)``. With grad mode on both keep their graphs (``δ̂`` by ``create_graph``) so a
+        T op can train through them; a leaf is made of ``h`` unless it already requires grad."""
+        keep = torch.is_grad_enabled()
+        with torch.enable_grad():
+            leaf = h if h.requires_grad else h.detach().requires_grad_(True)
+            value = self.value(leaf, context)
+            (gradient,) = torch.autograd.grad(value.sum() / value.shape[0], leaf, create_graph=keep)
+        return (value, gradient) if keep else (value.detach(), gradient)
+
+    def forward(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The synthetic gradient ``δ̂`` shaped like ``h``."""
+        return self.value_and_gradient(h, context)[1]
+
+
+def make_critic(kind: str, shape: tuple[int, ...], hidden_layers: int = 1, width: int = 1024,
+                context_dim: int = 0) -> CriticSynthesizer:
+    """Build a critic for an activation of per-example ``shape``; ``kind`` as for :func:`make_synthesizer`."""
+    if kind not in SYNTHESIZER_KINDS:
+        raise ValueError(f"unknown synthesizer kind {kind!r}; choose one of: {', '.join(SYNTHESIZER_KINDS)}")
+    if kind == "conv" and len(shape) != 3:
+        raise ValueError(f"a conv synthesizer needs (C, H, W) feature maps, got shape {shape}")
+    return CriticSynthesizer(shape, 0 if kind == "linear" else hidden_layers, width, context_dim, conv=kind == "conv")
 
 
 class InputSynthesizer(nn.Module):

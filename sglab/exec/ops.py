@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from sglab.dni.interface import regression_step
+from sglab.dni.losses import regression_step
 
 
 def input_leaf(h: torch.Tensor, requires_grad: bool) -> torch.Tensor:
@@ -79,7 +79,11 @@ def update(optimizer: torch.optim.Optimizer, clip: float | None = None, params=N
 
 def train_synthesizer(prediction: torch.Tensor, target: torch.Tensor, optimizer: torch.optim.Optimizer | None,
                       weight: float = 1.0) -> float:
-    """T (and TI): one step of the synthesizer's loss between ``prediction`` and ``target``; returns the loss."""
+    """T (and TI): one L2 regression step of ``prediction`` towards ``target``; returns the loss.
+
+    The feed-forward runner's other objectives (:mod:`sglab.dni.losses`) step through
+    :func:`sglab.dni.losses.optimizer_step` in its own T op.
+    """
     return regression_step(prediction, target, optimizer, weight)
 
 

@@ -11,7 +11,8 @@ from torch import nn
 
 from sglab.config import ConfigError
 from sglab.dni.interface import Interface
-from sglab.dni.synthesizers import InputSynthesizer, MLPSynthesizer, StateSynthesizer, make_synthesizer
+from sglab.dni.losses import SynthObjective
+from sglab.dni.synthesizers import InputSynthesizer, MLPSynthesizer, StateSynthesizer, make_critic, make_synthesizer
 from sglab.exec.chain import ChainRunner
 from sglab.exec.recurrent import RecurrentRunner
 from sglab.exec.two_rnn import TwoRNNRunner
@@ -45,18 +46,22 @@ def build_interfaces(
     input_shape: tuple[int, ...],
     num_classes: int,
 ) -> list[Interface]:
-    """One interface per pair of stages with the synthesizers ``method`` needs (none for bprop)."""
+    """One interface per pair of stages with the synthesizers ``method`` needs (none for bprop).
+
+    The gradient synthesizers are critics (learned losses) when ``config.synth_loss`` is ``critic``.
+    """
     if not (method.synthetic_gradients or method.synthetic_inputs):
         return []
     context_dim = num_classes if method.context else 0
     synth_lr = config.synth_lr or config.lr
+    make = make_critic if config.synth_loss == "critic" else make_synthesizer
     interfaces = []
     for shape in output_shapes(stages, input_shape)[:-1]:
         interface = Interface()
         if method.synthetic_gradients:
             kind = synthesizer_kind(config, shape)
             width = config.synth_width if kind != "conv" else config.channels
-            interface.synthesizer = make_synthesizer(kind, shape, config.synth_hidden_layers, width, context_dim)
+            interface.synthesizer = make(kind, shape, config.synth_hidden_layers, width, context_dim)
             interface.synthesizer_optimizer = torch.optim.Adam(interface.synthesizer.parameters(), lr=synth_lr)
         if method.synthetic_inputs:
             width = config.synth_width if len(shape) != 3 else config.channels
@@ -80,7 +85,14 @@ def build_chain(config: ClassifyConfig, input_shape: tuple[int, ...], num_classe
             module.to(device)
     optimizers = [torch.optim.Adam(stage.parameters(), lr=config.lr) for stage in stages]
     generator = torch.Generator().manual_seed(config.seed + 1)
-    return ChainRunner(stages, method, optimizers, interfaces, num_classes, config.synth_loss_weight, generator)
+    return ChainRunner(stages, method, optimizers, interfaces, num_classes, config.synth_loss_weight, generator,
+                       objective=synth_objective(config))
+
+
+def synth_objective(config: ClassifyConfig) -> SynthObjective:
+    """The synthesizers' training objective that ``config`` names, with its weights."""
+    return SynthObjective(config.synth_loss, config.sobolev_weight, config.sobolev_directions,
+                          config.sobolev_distribution, config.critic_value_weight)
 
 
 def make_adam(params, lr: float) -> torch.optim.Optimizer:

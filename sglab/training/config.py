@@ -90,6 +90,13 @@ class ClassifyConfig(RunConfig):
     laptop CPU finishes in minutes. The paper trained 500k steps at lr 3e-5 (÷10 at 300k, 400k).
     ``update_prob`` overrides the method's per-stage update probability (``stochastic``: 0.2) and
     ``unlock_prob`` its probability of not waiting for the true gradient (``mixed``: 0.5).
+
+    ``synth_loss`` is what trains the synthesizers (:mod:`sglab.dni.losses`): ``l2`` regression
+    (the paper), ``sobolev`` (L2 plus ``sobolev_weight`` × the L2 error of directional
+    derivatives along ``sobolev_directions`` random ``sobolev_distribution`` directions per T
+    op) or ``critic`` (a learned loss whose gradient is the synthetic gradient, fitted in
+    gradient and, with weight ``critic_value_weight``, in value). ``synth_loss_weight`` scales
+    whichever loss before its step.
     """
 
     task: ClassVar[str] = "classify"
@@ -113,6 +120,11 @@ class ClassifyConfig(RunConfig):
     synth_hidden_layers: int = spec(1, ge=0)
     synth_width: int = spec(1024, ge=1)
     synth_loss_weight: float = spec(1.0, ge=0)
+    synth_loss: str = spec("l2", choices=("l2", "sobolev", "critic"))
+    sobolev_weight: float = spec(1.0, ge=0)
+    sobolev_directions: int = spec(1, ge=1)
+    sobolev_distribution: str = spec("rademacher", choices=("rademacher", "gaussian"))
+    critic_value_weight: float = spec(1.0, ge=0)
     input_model_hidden_layers: int = spec(1, ge=0)
 
     batch_size: int = spec(256, ge=2)  # batch norm needs 2 examples
@@ -130,7 +142,20 @@ class ClassifyConfig(RunConfig):
             if getattr(self, name) is not None and not method.synthetic_gradients:
                 raise ConfigError(f"config field {name!r} applies to methods with synthetic gradients "
                                   f"(dni, cdni, stochastic, mixed ...), not {self.method!r}")
+        if self.synth_loss != "l2" and not method.synthetic_gradients:
+            raise ConfigError(f"config field 'synth_loss' {self.synth_loss!r} applies to methods with synthetic "
+                              f"gradients (dni, cdni, stochastic, mixed ...), not {self.method!r}")
+        self._check_objective_fields()
         return super().validate()
+
+    def _check_objective_fields(self) -> None:
+        """A weight of an objective the run does not train with is refused rather than ignored."""
+        defaults = {f.name: f.default for f in fields(self)}
+        owners = {"sobolev_weight": "sobolev", "sobolev_directions": "sobolev", "sobolev_distribution": "sobolev",
+                  "critic_value_weight": "critic"}
+        for name, owner in owners.items():
+            if getattr(self, name) != defaults[name] and self.synth_loss != owner:
+                raise ConfigError(f"config field {name!r} applies to synth_loss {owner!r}, not {self.synth_loss!r}")
 
     def resolved_method(self) -> Method:
         """The registry's method with this config's update and unlock probabilities."""
