@@ -185,6 +185,13 @@ class Method:
         """Which interfaces wait for the true gradient this step, from one uniform draw each."""
         return tuple(bool(d >= self.unlock_prob) for d in draws)
 
+    @staticmethod
+    def waiting(active: Sequence[bool], locked: Sequence[bool]) -> tuple[bool, ...]:
+        """Which stages' B waits for the true gradient: locked, and the stage above runs its B this step
+        (a locked interface whose upper stage skips its update falls back to the synthetic gradient)."""
+        k = len(active)
+        return tuple(bool(i < len(locked) and locked[i] and i + 1 < k and active[i + 1]) for i in range(k))
+
     def step_graph(self, chain: Chain | int, active: Iterable[bool] | None = None,
                    locked: Iterable[bool] | None = None) -> Graph:
         """Every op of one step on ``chain`` (or on a plain chain of that many stages), with its dependencies.
@@ -246,12 +253,13 @@ class Method:
     def _add_synthetic_backward(self, add, graph, chain, forwards, active, locked) -> None:
         """DNI: a stage's B waits only for its own S; T_{i-1} waits for B_i's input gradient."""
         last = chain.num_stages - 1
+        waiting = self.waiting(active, locked)
         for i in range(chain.first, last + 1):
             if not active[i]:
                 continue
             synthetic = i < last or chain.open_end or self.aux
             deps = [add(i, "S", forwards[i])] if synthetic else [forwards[i]]
-            if i < last and locked[i] and active[i + 1]:
+            if waiting[i]:
                 deps.append(Action(i + 1, "B"))
             backward = add(i, "B", *deps)
             add(i, "U", backward)

@@ -168,3 +168,10 @@ def test_action_text_round_trips(stage, op, microbatch):
 def test_malformed_action_text_is_refused(text):
     with pytest.raises(ValueError, match="cannot parse action"):
         Action.parse(text)
+
+
+def test_a_locked_interface_whose_upper_stage_skips_its_update_falls_back_to_the_synthetic_gradient():
+    mixed = METHODS["mixed"]
+    assert mixed.waiting([True, False, True], [True, True]) == (False, True, False)
+    g = graph_text("mixed", 3, active=[True, False, True], locked=[True, True, False])
+    assert g["0B0"] == ["0S0"]  # stage 1 runs no B this step: nothing to wait for

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     common.add_argument("--seed", type=int, default=None)
     common.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations and checkpoints")
     common.add_argument("--log-every", type=positive_int, default=None, help="steps between training-metric rows")
+    common.add_argument("--probe-every", type=positive_int, default=None,
+                        help="every N steps compare each interface's synthetic gradient with the true one: "
+                             "--out/fidelity.csv (changes nothing the run computes)")
     common.add_argument("--synth-hidden-layers", type=int, default=None)
     common.add_argument("--synth-width", type=int, default=None)
     common.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<task>-<method>-...)")

@@ -142,7 +142,7 @@ class ChainRunner:
         context = label_context(y, self.num_classes).to(x.device) if self.method.context else None
         wires = _Wires(x, y, context)
         wires.result.active = active = self.sample_active()
-        wires.result.locked = locked = self.sample_locked()
+        wires.result.locked = locked = self.method.waiting(active, self.sample_locked())
         for action in self._order(active, locked):
             with observer.op(action):
                 seen = getattr(self, "_" + action.op)(action.stage, wires)

@@ -7,10 +7,20 @@ A runner calls, for every op it executes::
     observer.tensors(action, {...})    # afterwards, only if observer.wants_tensors
 
 and ``observer.begin_step(step)`` before each step. The tensors are the ones the op made or
-consumed (``input`` and ``h`` for F, and the last stage's ``labels`` and ``loss``; ``synthetic_gradient`` for S, ``output_gradient`` and
-``input_gradient`` for B, ``prediction`` and ``target`` for T and TI, ``synthetic_input`` for
-SI), detached from the graph and shared with the runner: an observer reads them and must not
-write to them, so the computation is the same with and without it (tests check bitwise).
+consumed, detached from the graph and shared with the runner: an observer reads them and must
+not write to them, so the computation is the same with and without it (tests check bitwise).
+
+=====  ==========================================================================================
+op     tensors
+=====  ==========================================================================================
+F      ``input`` and ``h`` (the stage's output); the last stage of a chain also ``labels`` and
+       ``loss``; a recurrent chunk also ``chunk_*`` and ``rest_*`` (its ticks and those of the rest
+       of the sequence, for probes); in two RNNs A's ``state`` and B's ``labels``
+S      ``synthetic_gradient``
+B      ``output_gradient``, ``input_gradient``
+T, TI  ``prediction``, ``target``
+SI     ``synthetic_input``
+=====  ==========================================================================================
 """
 
 from __future__ import annotations

@@ -44,6 +44,6 @@ class FidelityLog:
         """Whether the run has a fidelity file: it probes, or probed before it was resumed."""
         return self.every is not None or bool(self.rows)
 
-    def csv(self) -> str:
-        """The rows as tidy CSV text."""
-        return pd.DataFrame(self.rows, columns=list(FIDELITY_COLUMNS)).to_csv(index=False)
+    def table(self) -> pd.DataFrame:
+        """The rows as a tidy table."""
+        return pd.DataFrame(self.rows, columns=list(FIDELITY_COLUMNS))

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from sglab.config import ConfigError, resolve_device
 from sglab.errors import SglabError
 from sglab.exec.observe import Observer
-from sglab.io import atomic_write_text, provenance
+from sglab.io import provenance
 from sglab.probes import FIDELITY_FILE, FidelityLog
 from sglab.training.config import CharLMConfig, ClassifyConfig, CopyConfig, RunConfig, TwoRNNConfig, make_config
 from sglab.training.run_dir import RunDir
@@ -175,7 +175,7 @@ def _config_record(config: RunConfig, session: Session, device, history: list) -
 def _write_rows(run: RunDir, rows: list, probes: FidelityLog) -> None:
     run.write_metrics(rows)
     if probes.written:
-        run._write(run.path / FIDELITY_FILE, atomic_write_text, probes.csv())
+        run.write_table(FIDELITY_FILE, probes.table())
 
 
 def _save(run: RunDir, config: RunConfig, session: Session, step: int, elapsed: float, rows: list, probes: FidelityLog,

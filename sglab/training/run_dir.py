@@ -73,6 +73,10 @@ class RunDir:
         """Save all metric rows as a tidy CSV (one row per logged step or evaluation)."""
         self._write(self.metrics, atomic_write_text, pd.DataFrame(rows).to_csv(index=False))
 
+    def write_table(self, name: str, table: pd.DataFrame) -> None:
+        """Save another tidy table of the run (e.g. ``fidelity.csv``) next to its metrics."""
+        self._write(self.path / name, atomic_write_text, table.to_csv(index=False))
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Save the run's summary.json (strict JSON: a missing or undefined number is null)."""
         self._write(self.summary, atomic_write_json, summary)

@@ -209,3 +209,9 @@ def test_out_naming_a_file_is_one_clear_error(patterns, tmp_path):
     with pytest.raises(SglabError, match="is a file, not a run directory"):
         train(tiny("bprop"), target, progress=False, dataset=patterns)
     assert math.isfinite(1.0)
+
+
+def test_mixed_unlocking_with_stochastic_updates_runs(patterns, tmp_path):
+    """A locked interface whose upper stage skips its update that step uses the synthetic gradient."""
+    result = train(tiny("mixed", layers=4, update_prob=0.5, steps=30), tmp_path, progress=False, dataset=patterns)
+    assert result.summary["status"] == "completed"
