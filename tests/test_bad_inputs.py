@@ -41,7 +41,9 @@ CLASSIFY_FIELDS = {
     "synth_width": _int_at_least(1), "eval_every": _int_at_least(1), "eval_batch_size": _int_at_least(1),
     "lr": _number_above(0), "lr_gamma": _number_above(0), "divergence_loss": _number_above(0),
     "synth_loss_weight": lambda v: _number_above(-1e-300)(v) or v == 0,
+    "probe_every": lambda v: v is None or _int_at_least(1)(v),  # None: never probe
 }
+SOBOLEV_FIELDS = {"sobolev_weight": lambda v: _number_above(-1e-300)(v) or v == 0, "sobolev_directions": _int_at_least(1)}
 COPY_FIELDS = {"truncation": _int_at_least(1), "bits": _int_at_least(1), "hidden": _int_at_least(1),
                "synth_scale": lambda v: _number_above(-1e-300)(v) or v == 0, "steps": _int_at_least(1)}
 
@@ -62,6 +64,18 @@ def test_classify_config_mappings(values):
         return
     assert valid, f"{values} accepted silently"
     assert all(getattr(config, k) == v for k, v in values.items())
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(sorted(SOBOLEV_FIELDS)), NUMBERS, min_size=1, max_size=2))
+def test_sobolev_objective_fields(values):
+    valid = all(SOBOLEV_FIELDS[k](v) for k, v in values.items())
+    try:
+        make_config("classify", {"method": "cdni", "synth_loss": "sobolev", **values})
+    except ConfigError as err:
+        assert not valid and one_clear_line(str(err)), f"{values}: {err}"
+        return
+    assert valid, f"{values} accepted silently"
 
 
 @SETTINGS

@@ -20,4 +20,7 @@ def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
     assert table["speedup"].to_numpy() == pytest.approx((table["baseline_makespan_ns"] / table["makespan_ns"]).to_numpy())
     text = (tmp_path / "report.md").read_text()
     assert "Does DNI learn like backprop?" in text and "synth_over_stage" in text
+    assert "How faithful are the synthetic gradients?" in text and (tmp_path / "figures" / "fidelity.png").is_file()
+    fidelity = pd.read_csv(tmp_path / "fidelity.csv")
+    assert set(fidelity["method"]) == {"dni", "cdni"} and set(fidelity["interface"]) == {0, 1}
     assert json.loads((tmp_path / "demo.json").read_text())["training"]["table"]

@@ -1,4 +1,4 @@
-"""Dependencies point one way: vocabulary → data/tasks, models/dni → exec → training/profiling/sim → the face.
+"""Dependencies point one way: vocabulary → data/tasks, models/dni → exec → probes → training/profiling/sim → the face.
 
 The imports are read from the source (``ast``), so a test fails as soon as a module imports a
 layer above its own, the library imports ``analysis`` outside the face, or two parts of the
@@ -17,7 +17,8 @@ LAYERS = [
     {"errors", "io", "config", "ops", "schedules", "methods", "trace", "costprofile", "partition"},
     {"data", "tasks", "models", "dni"},
     {"exec"},
-    {"training", "profiling", "sim", "dist", "probes"},
+    {"probes"},
+    {"training", "profiling", "sim", "dist"},
     {"cli", "demo", "__main__", "__init__"},
 ]
 FACE = LAYERS[-1]
