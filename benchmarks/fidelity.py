@@ -1,4 +1,4 @@
-"""Synthetic-gradient fidelity on full MNIST: which interfaces' gradients are faithful, and do Sobolev or critic synthesizers help.
+"""Synthetic-gradient fidelity on full MNIST: which interfaces are faithful, and do Sobolev or critic synthesizers help.
 
     python benchmarks/fidelity.py --data-dir ../shared/data --out docs/results/fidelity --figures docs/figures/fidelity
     python benchmarks/fidelity.py --smoke --out /tmp/fidelity-smoke --figures /tmp/fidelity-smoke   # embedded data, minutes
