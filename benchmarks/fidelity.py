@@ -47,20 +47,24 @@ BUDGET = {"steps": 1500, "probe_every": 100, "eval_every": 500, "select_steps": 
 SMOKE = {"steps": 60, "probe_every": 20, "eval_every": 30, "select_steps": 40, "cnn_steps": 20, "copy_steps": 40,
          "two_rnn_steps": 30, "recurrent_probe_every": 10}
 SEEDS = (0, 1, 2)
-CRITIC_WEIGHTS = (1.0, 0.1, 0.01, 0.001)
+#: The critic's value targets are shares ℓ_b/B ≈ 0.01 of the batch loss, whose squared errors
+#: dwarf the gradient term's unless the value weight is small: the grid spans that range.
+CRITIC_WEIGHTS = (1e-3, 1e-4, 1e-5, 0.0)
 SOBOLEV_WEIGHTS = (1.0, 0.1, 0.01)
 
 
-def variants(critic_weight: float, sobolev_weight: float) -> dict[str, dict[str, Any]]:
-    """The compared settings, by name: config fields over the base FCN config."""
+def variants(chosen: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """The compared settings, by name: config fields over the base FCN config (``chosen``: the selected weights)."""
     return {
         "bprop": {"method": "bprop"},
         "dni": {"method": "dni"},
         "cdni": {"method": "cdni"},
-        "cdni-critic": {"method": "cdni", "synth_loss": "critic", "critic_value_weight": critic_weight},
-        "cdni-sobolev": {"method": "cdni", "synth_loss": "sobolev", "sobolev_weight": sobolev_weight},
+        "cdni-critic": {"method": "cdni", "synth_loss": "critic", "critic_value_weight": chosen["critic"]},
+        "cdni-sobolev": {"method": "cdni", "synth_loss": "sobolev", "sobolev_weight": chosen["sobolev"]},
         "dni-linear": {"method": "dni", "synthesizer": "linear"},
         "cdni-linear": {"method": "cdni", "synthesizer": "linear"},
+        "cdni-critic-linear": {"method": "cdni", "synthesizer": "linear", "synth_loss": "critic",
+                               "critic_value_weight": chosen["critic-linear"]},
     }
 
 
@@ -94,23 +98,25 @@ def fcn_config(budget: dict, layers: int, seed: int, fields: dict, dataset: str,
 
 
 def selection_jobs(args, budget: dict) -> list[dict]:
-    """Critic and Sobolev weights on FCN-4 cDNI, seed 0, scored on a validation split."""
+    """Critic (MLP and quadratic) and Sobolev weights on FCN-4 cDNI, seed 0, scored on a validation split."""
     jobs = []
-    grid = [("critic_value_weight", w, {"synth_loss": "critic"}) for w in CRITIC_WEIGHTS]
-    grid += [("sobolev_weight", w, {"synth_loss": "sobolev"}) for w in SOBOLEV_WEIGHTS]
-    for field, weight, fields in grid:
+    grid = [("critic", "critic_value_weight", w, {"synth_loss": "critic"}) for w in CRITIC_WEIGHTS]
+    grid += [("critic-linear", "critic_value_weight", w, {"synth_loss": "critic", "synthesizer": "linear"})
+             for w in CRITIC_WEIGHTS]
+    grid += [("sobolev", "sobolev_weight", w, {"synth_loss": "sobolev"}) for w in SOBOLEV_WEIGHTS]
+    for kind, field, weight, fields in grid:
         config = replace(fcn_config(budget, 4, 0, {"method": "cdni", **fields, field: weight}, args.dataset,
                                     budget["select_steps"]), probe_every=None)
-        name = f"select-{fields['synth_loss']}-{weight:g}"
+        name = f"select-{kind}-{weight:g}"
         jobs.append({"out": str(args.out / "runs" / name), "config": config, "group": "selection", "variant": name,
-                     "tags": {"field": field, "weight": weight}, "data": args.dataset, "data_dir": args.data_dir,
-                     "validation": 0.1})
+                     "tags": {"kind": kind, "field": field, "weight": weight}, "data": args.dataset,
+                     "data_dir": args.data_dir, "validation": 0.1})
     return jobs
 
 
-def main_jobs(args, budget: dict, critic: float, sobolev: float) -> list[dict]:
+def main_jobs(args, budget: dict, chosen: dict[str, float]) -> list[dict]:
     """FCN-4 / FCN-6 × variants × seeds, the CNN, the copy boundary and the two-RNN interface."""
-    jobs, table = [], variants(critic, sobolev)
+    jobs, table = [], variants(chosen)
     for layers, names in ((4, list(table)), (6, ["bprop", "dni", "cdni", "cdni-critic", "cdni-sobolev"])):
         for name in names:
             for seed in args.seeds:
@@ -150,10 +156,10 @@ def run_all(jobs: list[dict], workers: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def choose(selection: pd.DataFrame) -> tuple[float, float]:
-    """The critic and Sobolev weights with the lowest validation error."""
-    best = selection.sort_values("final_test_error").groupby("field").first()
-    return float(best.loc["critic_value_weight", "weight"]), float(best.loc["sobolev_weight", "weight"])
+def choose(selection: pd.DataFrame) -> dict[str, float]:
+    """Per kind (critic, critic-linear, sobolev) the weight with the lowest validation error."""
+    best = selection.sort_values("final_test_error", kind="stable").groupby("kind").first()
+    return {kind: float(weight) for kind, weight in best["weight"].items()}
 
 
 def deep_linear_table(steps: int, seeds) -> pd.DataFrame:
@@ -180,6 +186,8 @@ def figures(runs: pd.DataFrame, out: Path, figure_dir: Path) -> tuple[pd.DataFra
                            by="variant")
     files += plot_variants(fcn4[fcn4["variant"].isin(["dni", "dni-linear", "cdni", "cdni-linear"])],
                            figure_dir / "linear_vs_mlp", by="variant")
+    files += plot_variants(fcn4[fcn4["variant"].isin(["cdni-linear", "cdni-critic-linear"])], figure_dir / "critic_linear",
+                           by="variant")
     fcn = table[table["group"].isin(["fcn4", "fcn6"]) & table["variant"].isin(["dni", "cdni", "cdni-critic", "cdni-sobolev"])]
     files += plot_depth(fcn, figure_dir / "depth", hue="variant")
     files += plot_over_training(table[table["group"].isin(["copy", "two-rnn", "cnn3"]) & (table["variant"] != "bprop")],
@@ -200,7 +208,7 @@ def tables_md(runs: pd.DataFrame, fidelity: pd.DataFrame, selection: pd.DataFram
     parts = ["## Test error (%), mean and sd over seeds", errors.to_markdown(index=False),
              "## Fidelity over the second half of training (mean over seeds)", pivot.to_markdown(index=False),
              "## ... and its sd over seeds", spread.to_markdown(index=False),
-             "## Selection on the validation split", selection[["variant", "field", "weight", "final_test_error"]]
+             "## Selection on the validation split", selection[["variant", "kind", "field", "weight", "final_test_error"]]
              .to_markdown(index=False),
              "## Deep linear vs ReLU (final training loss)", linear.groupby(["problem", "objective"]).mean(numeric_only=True)
              .drop(columns="seed").round(6).reset_index().to_markdown(index=False)]
@@ -222,9 +230,9 @@ def main() -> None:
         args.dataset = "embedded"
     started = time.perf_counter()
     selection = run_all(selection_jobs(args, budget), args.workers)
-    critic, sobolev = choose(selection)
-    print(f"chosen on validation: critic_value_weight={critic:g}, sobolev_weight={sobolev:g}", flush=True)
-    runs = run_all(main_jobs(args, budget, critic, sobolev), args.workers)
+    chosen = choose(selection)
+    print(f"chosen on validation: {chosen}", flush=True)
+    runs = run_all(main_jobs(args, budget, chosen), args.workers)
     linear = deep_linear_table(200 if args.smoke else 800, args.seeds)
     fidelity, files = figures(runs, args.out, args.figures)
     atomic_write_text(args.out / "runs.csv", pd.concat([selection, runs]).to_csv(index=False))
@@ -234,7 +242,7 @@ def main() -> None:
     atomic_write_text(args.out / "tables.md", tables_md(runs, fidelity, selection, linear))
     atomic_write_json(args.out / "provenance.json", {
         "command": "python benchmarks/fidelity.py " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
-        "budget": budget, "seeds": args.seeds, "chosen": {"critic_value_weight": critic, "sobolev_weight": sobolev},
+        "budget": budget, "seeds": args.seeds, "chosen": chosen,
         "wall_time_s": time.perf_counter() - started, "figures": [str(f) for f in files], **provenance()})
     print(f"wrote {args.out} and {len(files)} figures in {time.perf_counter() - started:.0f} s")
 

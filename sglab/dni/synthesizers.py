@@ -27,21 +27,32 @@ def _zero_init(layer: nn.Module) -> nn.Module:
     return layer
 
 
-def _mlp(fan_in: int, hidden_layers: int, width: int, features: int) -> nn.Sequential:
-    """``hidden_layers`` × (Linear, BatchNorm, ReLU), then a zero-initialised Linear to ``features``."""
+def _mlp(fan_in: int, hidden_layers: int, width: int, features: int, per_sample: bool = False) -> nn.Sequential:
+    """``hidden_layers`` × (Linear, BatchNorm, ReLU), then a zero-initialised Linear to ``features``.
+
+    ``per_sample``: each output depends on its own sample only (no BatchNorm) and smoothly
+    (Softplus), as a critic's gradient field must: through batch statistics ``∂(Σ_b L̂_b)/∂h_b``
+    would depend on the other samples.
+    """
     layers: list[nn.Module] = []
     for _ in range(hidden_layers):
-        layers += [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+        layers += [nn.Linear(fan_in, width), nn.Softplus()] if per_sample else \
+                  [nn.Linear(fan_in, width), nn.BatchNorm1d(width), nn.ReLU()]
         fan_in = width
     return nn.Sequential(*layers, _zero_init(nn.Linear(fan_in, features)))
 
 
-def _convs(fan_in: int, hidden_layers: int, hidden_channels: int, kernel_size: int, channels: int) -> nn.Sequential:
-    """``hidden_layers`` × (Conv, BatchNorm, ReLU), then a zero-initialised Conv to ``channels``; size-preserving."""
+def _convs(fan_in: int, hidden_layers: int, hidden_channels: int, kernel_size: int, channels: int,
+           per_sample: bool = False) -> nn.Sequential:
+    """``hidden_layers`` × (Conv, BatchNorm, ReLU), then a zero-initialised Conv to ``channels``; size-preserving.
+
+    ``per_sample`` as for :func:`_mlp` (Conv, Softplus).
+    """
     pad = kernel_size // 2
     layers: list[nn.Module] = []
     for _ in range(hidden_layers):
-        layers += [nn.Conv2d(fan_in, hidden_channels, kernel_size, padding=pad), nn.BatchNorm2d(hidden_channels), nn.ReLU()]
+        conv = nn.Conv2d(fan_in, hidden_channels, kernel_size, padding=pad)
+        layers += [conv, nn.Softplus()] if per_sample else [conv, nn.BatchNorm2d(hidden_channels), nn.ReLU()]
         fan_in = hidden_channels
     return nn.Sequential(*layers, _zero_init(nn.Conv2d(fan_in, channels, kernel_size, padding=pad)))
 
@@ -121,8 +132,9 @@ def make_synthesizer(
 
 
 class CriticSynthesizer(nn.Module):
-    """A learned loss ``L̂(h, c)``, one scalar per sample; its synthetic gradient is the autograd
-    gradient ``δ̂ = ∂(mean_b L̂(h_b, c_b))/∂h``, in the same batch-mean units as a direct ``δ̂``.
+    """A learned loss ``L̂(h, c)``, one scalar per sample estimating its share ``ℓ_b/B`` of the batch
+    loss; its synthetic gradient is the autograd gradient ``δ̂ = ∂(Σ_b L̂(h_b, c_b))/∂h``, in the
+    same batch-mean units (and at the same weight scale) as a direct synthesizer's ``δ̂``.
 
     With hidden layers the body is the direct synthesizers' (``mlp``: Linear, BatchNorm, ReLU on
     the flattened ``[h, c]``; ``conv``: Conv, BatchNorm, ReLU on ``h`` with label planes) ending in
@@ -144,9 +156,9 @@ class CriticSynthesizer(nn.Module):
                         else MLPSynthesizer((math.prod(self.shape) + context_dim,), 0, width))
             self.offset = nn.Parameter(torch.zeros(()))
         elif conv:
-            self.net = _convs(shape[0] + context_dim, hidden_layers, width, kernel_size, 1)
+            self.net = _convs(shape[0] + context_dim, hidden_layers, width, kernel_size, 1, per_sample=True)
         else:
-            self.net = _mlp(math.prod(self.shape) + context_dim, hidden_layers, width, 1)
+            self.net = _mlp(math.prod(self.shape) + context_dim, hidden_layers, width, 1, per_sample=True)
 
     def value(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``L̂(h_b, c_b)`` for each sample, shape ``(batch,)``."""
@@ -162,7 +174,7 @@ class CriticSynthesizer(nn.Module):
         with torch.enable_grad():
             leaf = h if h.requires_grad else h.detach().requires_grad_(True)
             value = self.value(leaf, context)
-            (gradient,) = torch.autograd.grad(value.sum() / value.shape[0], leaf, create_graph=keep)
+            (gradient,) = torch.autograd.grad(value.sum(), leaf, create_graph=keep)
         return (value, gradient) if keep else (value.detach(), gradient)
 
     def forward(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

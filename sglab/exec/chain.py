@@ -17,9 +17,10 @@ The synthesizers' objective (:class:`~sglab.dni.losses.SynthObjective`) picks wh
   synthesizer whose ``δ̂`` stage ``i+1``'s backward used (:mod:`sglab.dni.targets`). The copies
   use the weights of the forward: every feed-forward order runs ``T_i`` before ``U_{i+1}`` and
   ``T_{i+1}``. With synthetic inputs the target is taken at stage ``i+1``'s input ``ĥ_i``, as ``δ`` is.
-- ``critic``: S makes ``δ̂_i = ∂(mean_b L̂_i(h_i, c))/∂h_i`` by autograd (graph kept); T fits the
-  gradient to ``δ`` as ``l2`` does and the per-sample value ``L̂_i`` to ``V``: the true per-sample
-  loss where stage ``i+1``'s gradient came from the loss (the last interface), else the critic
+- ``critic``: S makes ``δ̂_i = ∂(Σ_b L̂_i(h_i, c))/∂h_i`` by autograd (graph kept), ``L̂`` predicting
+  each sample's share ``ℓ_b/B`` of the batch loss; T fits the gradient to ``δ`` as ``l2`` does and
+  the value ``L̂_i`` to ``V``: the true share ``ℓ_b/B`` where stage ``i+1``'s gradient came from the
+  loss (the last interface), else the critic
   value ``L̂_j(h_j)`` of the interface ``j`` whose ``δ̂_j`` that backward used (``j = i+1`` unless
   it waited): a bootstrapped value, as in TD learning, consistent with the bootstrapped gradient.
   The criterion's batch loss must be the mean of its per-sample losses (both criteria here are).
@@ -236,7 +237,7 @@ class ChainRunner:
         else:
             if w.sample_losses is None:
                 w.sample_losses = targets.per_sample_loss(self.criterion, w.outputs[j], w.y)
-            value = w.sample_losses
+            value = w.sample_losses / w.sample_losses.shape[0]  # each sample's share of the batch loss
         return losses.critic_loss(prediction, target, w.values[i], value, self.objective.value_weight)
 
     def _TI(self, i: int, w: _Wires) -> dict:

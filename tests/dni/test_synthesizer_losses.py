@@ -57,11 +57,11 @@ class ShiftedOracle(nn.Module):
 
 
 def quadratic_critic(offset=0.0, extra=None):
-    """The quadratic critic set to ``L̂ = ℓ`` (+ ``offset``; ``extra`` on its Hessian)."""
+    """The quadratic critic set to each sample's share of the loss, ``L̂ = ℓ/B`` (+ ``offset``; ``extra`` on its Hessian)."""
     critic = make_critic("linear", (3,))
     with torch.no_grad():
-        critic.net.net[-1].weight.copy_(Q + (0 if extra is None else extra))
-        critic.net.net[-1].bias.copy_(2 * q)
+        critic.net.net[-1].weight.copy_(Q / B + (0 if extra is None else extra))
+        critic.net.net[-1].bias.copy_(2 * q / B)
         critic.offset.fill_(offset)
     return critic
 
@@ -94,12 +94,12 @@ def test_l2_and_sobolev_losses_are_zero_for_the_oracle_and_positive_otherwise():
 
 def critic_score(critic):
     value, gradient = critic.value_and_gradient(H)
-    return float(losses.critic_loss(gradient, true_gradient(H), value, sample_losses(H), 1.0).detach()), value, gradient
+    return float(losses.critic_loss(gradient, true_gradient(H), value, sample_losses(H) / B, 1.0).detach()), value, gradient
 
 
 def test_critic_loss_is_zero_for_the_true_loss_and_positive_otherwise():
     loss, value, gradient = critic_score(quadratic_critic())
-    assert torch.equal(value, sample_losses(H)) and torch.equal(gradient, true_gradient(H))
+    assert torch.equal(value, sample_losses(H) / B) and torch.equal(gradient, true_gradient(H))
     assert loss == 0.0
     loss, _, gradient = critic_score(quadratic_critic(offset=1.0))
     assert torch.equal(gradient, true_gradient(H)) and loss > 0  # right gradient, wrong value
@@ -115,7 +115,7 @@ def test_critic_value_target_uses_per_sample_losses():
 
 @pytest.mark.parametrize("kind, shape, context", [("linear", (6,), 0), ("mlp", (6,), 4), ("mlp", (6,), 0),
                                                   ("conv", (3, 4, 4), 4), ("linear", (3, 4, 4), 0)])
-def test_critic_synthetic_gradient_is_autograds_gradient_of_its_mean_loss(kind, shape, context):
+def test_critic_synthetic_gradient_is_autograds_gradient_of_its_loss_estimate(kind, shape, context):
     torch.manual_seed(0)
     critic = make_critic(kind, shape, hidden_layers=2, width=8, context_dim=context)
     for p in critic.parameters():
@@ -123,7 +123,7 @@ def test_critic_synthetic_gradient_is_autograds_gradient_of_its_mean_loss(kind, 
     critic.eval()  # one forward per call below: running statistics stay put
     h = torch.randn(5, *shape, requires_grad=True)
     c = torch.eye(4)[[0, 1, 2, 3, 0]] if context else None
-    expected = torch.autograd.grad(critic.value(h, c).sum() / 5, h)[0]
+    expected = torch.autograd.grad(critic.value(h, c).sum(), h)[0]  # L̂ is each sample's share: the batch's is the sum
     value, gradient = critic.value_and_gradient(h.detach(), c)
     assert value.shape == (5,) and gradient.shape == h.shape
     torch.testing.assert_close(gradient, expected)
