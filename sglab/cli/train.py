@@ -80,11 +80,11 @@ def _add_classify(group) -> None:
     group.add_argument("--synth-loss", choices=["l2", "sobolev", "critic"], default=None,
                        help="what trains the synthesizers: l2 regression (default, the paper), sobolev (also match "
                             "directional derivatives) or critic (a learned loss whose gradient is the synthetic one)")
-    group.add_argument("--sobolev-weight", type=float, default=None, help="sobolev: weight of the derivative term (1)")
+    group.add_argument("--sobolev-weight", type=float, default=None, help="sobolev: weight of the derivative term (0.01)")
     group.add_argument("--sobolev-directions", type=int, default=None, help="sobolev: random directions per step (1)")
     group.add_argument("--sobolev-distribution", choices=["rademacher", "gaussian"], default=None,
                        help="sobolev: the directions' distribution (rademacher)")
-    group.add_argument("--critic-value-weight", type=float, default=None, help="critic: weight of the value term (1)")
+    group.add_argument("--critic-value-weight", type=float, default=None, help="critic: weight of the value term (1e-5)")
     group.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
 
 

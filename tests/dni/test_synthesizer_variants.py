@@ -74,8 +74,8 @@ def test_every_order_trains_an_interface_before_the_stages_and_synthesizers_its_
 def test_sobolev_with_zero_weight_trains_exactly_as_l2(patterns):
     runs = {}
     for objective in ("l2", "sobolev"):
-        runner = build_chain(tiny(synth_loss=objective, sobolev_weight=0.0 if objective == "sobolev" else 1.0),
-                             patterns.input_shape, 10)
+        weights = {"sobolev_weight": 0.0} if objective == "sobolev" else {}
+        runner = build_chain(tiny(synth_loss=objective, **weights), patterns.input_shape, 10)
         x, y = first_batch(patterns, 160)
         for start in range(0, 160, 16):
             runner.step(x[start:start + 16], y[start:start + 16])
@@ -146,7 +146,7 @@ def same_run(a, b):
         assert all(torch.equal(sa[name][k], sb[name][k]) for k in sa[name]), name
 
 
-VARIANTS = [  # objective, method, model, synthesizer, critic value weight
+VARIANTS = [  # objective, method, model, synthesizer, its weight (Sobolev's derivative term, the critic's value term)
     ("sobolev", "dni", "fcn", "mlp", 1.0), ("sobolev", "cdni", "fcn", "linear", 1.0), ("sobolev", "cdni", "cnn", "conv", 1.0),
     ("critic", "dni", "fcn", "mlp", 1.0), ("critic", "cdni", "fcn", "linear", 1e-3), ("critic", "cdni", "cnn", "conv", 1e-5),
 ]
@@ -155,8 +155,8 @@ VARIANTS = [  # objective, method, model, synthesizer, critic value weight
 @pytest.mark.parametrize("objective, method, model, synthesizer, value_weight", VARIANTS)
 def test_every_variant_trains_end_to_end_and_lowers_the_loss(objective, method, model, synthesizer, value_weight,
                                                              patterns, tmp_path):
-    config = tiny(method, model=model, synthesizer=synthesizer, synth_loss=objective, steps=80, eval_every=80,
-                  critic_value_weight=value_weight)
+    weight = {"sobolev_weight" if objective == "sobolev" else "critic_value_weight": value_weight}
+    config = tiny(method, model=model, synthesizer=synthesizer, synth_loss=objective, steps=80, eval_every=80, **weight)
     train(config, tmp_path, progress=False, dataset=patterns)
     metrics = pd.read_csv(tmp_path / "metrics.csv").query("kind == 'train'")
     loss = metrics.loss.to_numpy()
