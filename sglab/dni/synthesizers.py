@@ -136,9 +136,9 @@ class CriticSynthesizer(nn.Module):
     loss; its synthetic gradient is the autograd gradient ``δ̂ = ∂(Σ_b L̂(h_b, c_b))/∂h``, in the
     same batch-mean units (and at the same weight scale) as a direct synthesizer's ``δ̂``.
 
-    With hidden layers the body is the direct synthesizers' (``mlp``: Linear, BatchNorm, ReLU on
-    the flattened ``[h, c]``; ``conv``: Conv, BatchNorm, ReLU on ``h`` with label planes) ending in
-    a zero-initialised scalar head (for maps a convolution to one channel, averaged over
+    With hidden layers the body is per sample and smooth (``mlp``: Linear, Softplus on the
+    flattened ``[h, c]``; ``conv``: Conv, Softplus on ``h`` with label planes; no batch norm, whose
+    statistics would mix the samples' gradients) ending in a zero-initialised scalar head (for maps a convolution to one channel, averaged over
     positions). Without (``linear``, or no hidden layers) it is the quadratic critic ``L̂ = ½⟨z, M z⟩ + a`` in
     ``z = [h, c]`` with ``M`` affine (a zero-initialised Linear, one conv for maps): its ``δ̂`` is
     affine in ``(h, c)`` as the linear synthesizer's is (with a symmetric ``h`` block), and its
