@@ -136,14 +136,21 @@ class CriticSynthesizer(nn.Module):
     loss; its synthetic gradient is the autograd gradient ``δ̂ = ∂(Σ_b L̂(h_b, c_b))/∂h``, in the
     same batch-mean units (and at the same weight scale) as a direct synthesizer's ``δ̂``.
 
-    With hidden layers the body is per sample and smooth (``mlp``: Linear, Softplus on the
-    flattened ``[h, c]``; ``conv``: Conv, Softplus on ``h`` with label planes; no batch norm, whose
-    statistics would mix the samples' gradients) ending in a zero-initialised scalar head (for maps a convolution to one channel, averaged over
-    positions). Without (``linear``, or no hidden layers) it is the quadratic critic ``L̂ = ½⟨z, M z⟩ + a`` in
+    Without hidden layers (``linear``) it is the quadratic critic ``L̂ = ½⟨z, M z⟩ + a`` in
     ``z = [h, c]`` with ``M`` affine (a zero-initialised Linear, one conv for maps): its ``δ̂`` is
     affine in ``(h, c)`` as the linear synthesizer's is (with a symmetric ``h`` block), and its
     value can hold any quadratic of ``(h, c)``, such as a squared error against a regression
     target. A critic linear in ``h`` would have a constant ``δ̂``.
+
+    With hidden layers it is that quadratic critic plus a per-sample, smooth body (``mlp``:
+    Linear, Softplus on the flattened ``[h, c]``; ``conv``: Conv, Softplus on ``h`` with label
+    planes; no batch norm, whose statistics would mix the samples' gradients) ending in a
+    zero-initialised scalar head (for maps a convolution to one channel, averaged over
+    positions). The quadratic part is there because a body alone learnt almost nothing: the
+    gradient of a scalar MLP is ``W_1ᵀ(σ(W_1 z) ⊙ w_2)``, which varies with ``h`` only through
+    the Softplus curvature, so from a zero head its ``δ̂`` stayed nearly constant over samples
+    (measured on MNIST FCN-4 cDNI: norm ratio 0.002-0.2, cosine about 0, 24 % test error
+    at 1,500 steps; with the quadratic part 5.3 % validation error at 800 steps).
     Either way the output layer starts at zero, so the first ``δ̂`` is exactly zero.
     """
 
@@ -151,21 +158,22 @@ class CriticSynthesizer(nn.Module):
                  conv: bool = False, kernel_size: int = 5):
         super().__init__()
         self.shape, self.conv, self.quadratic = tuple(shape), conv, hidden_layers == 0
-        if self.quadratic:  # M maps z = [h, c] to a tensor like z
-            self.net = (ConvSynthesizer(shape[0] + context_dim, 0, width, kernel_size) if conv
-                        else MLPSynthesizer((math.prod(self.shape) + context_dim,), 0, width))
-            self.offset = nn.Parameter(torch.zeros(()))
-        elif conv:
-            self.net = _convs(shape[0] + context_dim, hidden_layers, width, kernel_size, 1, per_sample=True)
-        else:
-            self.net = _mlp(math.prod(self.shape) + context_dim, hidden_layers, width, 1, per_sample=True)
+        fan_in = shape[0] + context_dim if conv else math.prod(self.shape) + context_dim
+        # M maps z = [h, c] to a tensor like z
+        self.hessian = ConvSynthesizer(fan_in, 0, width, kernel_size) if conv else MLPSynthesizer((fan_in,), 0, width)
+        self.offset = nn.Parameter(torch.zeros(()))
+        self.body = None
+        if not self.quadratic:
+            self.body = (_convs(fan_in, hidden_layers, width, kernel_size, 1, per_sample=True) if conv
+                         else _mlp(fan_in, hidden_layers, width, 1, per_sample=True))
 
     def value(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``L̂(h_b, c_b)`` for each sample, shape ``(batch,)``."""
         z = _with_context(h if self.conv else h.flatten(1), context)
-        if self.quadratic:
-            return 0.5 * (z * self.net(z)).flatten(1).sum(1) + self.offset
-        return self.net(z).flatten(1).mean(1)
+        value = 0.5 * (z * self.hessian(z)).flatten(1).sum(1) + self.offset
+        if self.body is not None:
+            value = value + self.body(z).flatten(1).mean(1)
+        return value
 
     def value_and_gradient(self, h: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L̂, δ̂)``. With grad mode on both keep their graphs (``δ̂`` by ``create_graph``) so a

@@ -60,8 +60,8 @@ def quadratic_critic(offset=0.0, extra=None):
     """The quadratic critic set to each sample's share of the loss, ``L̂ = ℓ/B`` (+ ``offset``; ``extra`` on its Hessian)."""
     critic = make_critic("linear", (3,))
     with torch.no_grad():
-        critic.net.net[-1].weight.copy_(Q / B + (0 if extra is None else extra))
-        critic.net.net[-1].bias.copy_(2 * q / B)
+        critic.hessian.net[-1].weight.copy_(Q / B + (0 if extra is None else extra))
+        critic.hessian.net[-1].bias.copy_(2 * q / B)
         critic.offset.fill_(offset)
     return critic
 

@@ -118,7 +118,7 @@ def test_deeper_critic_values_are_bootstrapped_from_the_next_critic(patterns, mo
     real = losses.critic_loss
     monkeypatch.setattr(losses, "critic_loss", lambda g, t, v, value, w: values.append(value) or real(g, t, v, value, w))
     runner = build_chain(tiny(synth_loss="critic"), patterns.input_shape, 10)
-    for p in runner.interfaces[1].synthesizer.net[-1].parameters():
+    for p in runner.interfaces[1].synthesizer.body[-1].parameters():
         torch.nn.init.normal_(p)  # a non-zero critic at interface 1
     critic1 = copy.deepcopy(runner.interfaces[1].synthesizer)
     x, y = first_batch(patterns)
