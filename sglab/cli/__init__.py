@@ -23,14 +23,14 @@ from sglab.errors import SglabError, UsageError
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     from sglab import __version__
-    from sglab.cli import data, demo, profile, report, simulate, sweep, train
+    from sglab.cli import data, demo, hardware, profile, report, simulate, sweep, train
 
     parser = argparse.ArgumentParser(prog="sglab", description="Study locking in neural-network training with "
                                                                "Decoupled Neural Interfaces.")
     parser.add_argument("--version", action="version", version=f"sglab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (train, profile, simulate, sweep, data, report, demo):
+    for command in (train, profile, simulate, sweep, hardware, data, report, demo):
         command.register(subparsers)
     return parser
 

@@ -3,11 +3,17 @@
     sglab train --method dni --layers 4 --steps 2000 --out runs/dni4
     sglab train --task copy --method dni -T 3 --steps 1500 --out runs/copy-dni-T3
     sglab train --resume --out runs/dni4 --steps 4000          # continue: the checkpoint's config, more steps
+    sglab train --method dni --layers 4 --processes 4 --out runs/dni4-dist   # one process per stage (gloo)
 
 Every flag sets the config field of the same name (see ``sglab.training.config``); a flag the
 task has no field for is an error. With ``--resume`` the config is the checkpoint's, and a flag
 that would change anything but ``--steps``, ``--eval-every`` or ``--log-every`` is an error
 naming it.
+
+``--processes K`` trains a classify run with K local processes through :mod:`sglab.dist`: K
+equal to ``--layers`` puts one stage on each process, K = 1 runs the whole chain in one
+process; the run directory is the same, plus a checkpoint per rank and the measured trace
+(``trace.csv``, ``trace.json``). A resumed distributed run continues distributed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from sglab.training.config import TASKS, config_fields
 
 #: Flags that do not set a config field of the same name.
 _NOT_FIELDS = {"task", "out", "no_progress", "threads", "resume", "profile", "config", "aux", "no_b_gradient",
-               "no_synth_context", "func", "command", "debug"}
+               "no_synth_context", "func", "command", "debug", "processes"}
 
 
 def register(subparsers) -> None:
@@ -58,6 +64,9 @@ def register(subparsers) -> None:
     common.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is often fastest "
                                                                            "for small models)")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common.add_argument("--processes", type=positive_int, default=None,
+                        help="classify: train with this many local processes (gloo): --layers (one stage each) or 1; "
+                             "writes the measured trace.csv/trace.json too")
     _add_classify(parser.add_argument_group("classify (feed-forward FCN / CNN)"))
     _add_recurrent(parser.add_argument_group("copy, repeat-copy, charlm (one recurrent network)"))
     _add_two_rnn(parser.add_argument_group("two-rnn"))
@@ -184,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = build_config(args)
     out = args.out or Path("runs") / _default_name(config)
+    processes = _processes(args, config)
+    if processes is not None:
+        return _run_distributed(args, config, out, processes)
     timer = None
     if args.profile:
         from sglab.config import resolve_device
@@ -194,6 +206,40 @@ def run(args: argparse.Namespace) -> int:
     if timer is not None:
         _write_profile(config, out, timer)
     print(f"{describe(result.summary)}; run directory {out}")
+    return 0
+
+
+def _processes(args: argparse.Namespace, config) -> int | None:
+    """``--processes``, or on ``--resume`` of a distributed run its number of processes; None: in process."""
+    from sglab.errors import UsageError
+
+    if args.resume:
+        from sglab.training.run_dir import RunDir
+
+        saved = RunDir(args.out).load_checkpoint().get("processes")
+        if saved is not None and args.processes not in (None, saved):
+            raise UsageError(f"the run in {args.out} was trained with --processes {saved}; resume it with that")
+        if saved is None and args.processes is not None:
+            raise UsageError(f"the run in {args.out} was trained in process; resume it without --processes")
+        return saved
+    if args.processes is not None and config.task != "classify":
+        raise UsageError(f"--processes applies to --task classify (a feed-forward chain), not {config.task_name}")
+    return args.processes
+
+
+def _run_distributed(args: argparse.Namespace, config, out: Path, processes: int) -> int:
+    from sglab.data import load_dataset
+    from sglab.dist.run import DistRun, check_supported, train_distributed
+    from sglab.errors import UsageError
+
+    if args.profile:
+        raise UsageError("--processes always writes the measured trace (trace.csv, trace.json); drop --profile")
+    check_supported(config, processes)  # before the data loads: a request that cannot work says so at once
+    dataset = load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test)
+    result = train_distributed(DistRun(config, dataset, processes=processes), out, resume=args.resume,
+                               threads=args.threads or 1, progress=not args.no_progress)
+    print(f"{describe(result.summary)}; {processes} process{'es' if processes > 1 else ''}; run directory {out} "
+          f"(trace.json opens in Perfetto)")
     return 0
 
 

@@ -16,3 +16,7 @@ from sglab.dist.transport import RankTimeout, Transport
 
 __all__ = ["RECORD_FIELDS", "DistResult", "DistRun", "FailAt", "InjectedFault", "RankContext", "RankFailed",
            "RankTimeout", "StageWorker", "Transport", "launch", "run_from_env", "stage_worker", "train_distributed"]
+from sglab.dist.hardware_probe import ProbeResult, fit_latency_bandwidth, probe_hardware  # noqa: E402, F401
+from sglab.dist.pipeline_worker import PipelineRun, PipelineWorker, pipeline_worker, worker_for  # noqa: E402, F401
+from sglab.dist.run import DistRunDir, check_supported, merge_records  # noqa: E402, F401 (sglab.dist.outputs, .measured_trace)
+from sglab.dist.stage_worker import WholeChainWorker  # noqa: E402, F401

@@ -7,6 +7,11 @@ terminate the others at once and raise :class:`RankFailed` naming the rank and t
 began (each rank writes its last op into a small shared array, so even a rank killed by a
 signal can be named), and the whole run is bounded by ``run_timeout``.
 
+Ctrl-C (SIGINT) is the launcher's to handle: the ranks ignore it, and the launcher, interrupted,
+terminates every rank before it raises :class:`KeyboardInterrupt` (a terminal sends SIGINT to
+the whole process group; a rank stopped in the middle of an op could otherwise leave the others
+waiting for it).
+
 :func:`run_from_env` is the same worker under ``torchrun``, which sets ``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; it returns this rank's result.
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import queue as queues
+import signal
 import socket
 import sys
 import time
@@ -128,6 +134,7 @@ def run_from_env(worker: Callable, *args, timeout: float = 60.0, threads: int = 
 
 
 def _entry(rank, world_size, port, timeout, threads, last_op, messages, worker, args) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher stops the ranks (module docstring)
     torch.set_num_threads(threads)
     try:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,

@@ -15,6 +15,11 @@ order, a receive only ever waits for an op that an earlier op of that order make
 
 A ``RECV_B`` whose only reader is ``T_r`` can be *deferred*: the rank posts the receive and goes
 on with the next step, running ``T_r`` once the target arrives (:class:`RankStep.deferred`).
+
+A pipeline schedule (``gpipe``, ``1f1b``) is already a per-rank list:
+:func:`pipeline_program` is the registry's :meth:`~sglab.methods.Method.rank_actions` with the
+sends and receives of :func:`sglab.schedules.with_communication`, one stage per rank, which is
+exactly what the simulator runs (:func:`sglab.sim.pipeline.rank_schedule`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 from sglab.methods import Chain, Method, MethodError
 from sglab.ops import Action
+from sglab.schedules import with_communication
 
 #: The message that stands for a dependency on each op of a neighbouring stage.
 _MESSAGE = {"F": ("SEND_F", "RECV_F"), "B": ("SEND_B", "RECV_B")}
@@ -42,7 +48,10 @@ class RankStep:
 
 def rank_step(method: Method, num_stages: int, rank: int, active=None, locked=None) -> RankStep:
     """Stage ``rank``'s ops of one step of ``method`` on a chain of ``num_stages``, with its sends and receives."""
-    if method.pipelined or method.weight_delay or method.gradient == "local":
+    if method.pipelined:
+        raise MethodError(f"{method.name!r} is a pipeline schedule: its ranks run pipeline_program(), "
+                          f"not rank_step()")
+    if method.weight_delay or method.gradient == "local":
         raise MethodError(f"the multi-process runner runs one batch per step without delays or local heads; "
                           f"it cannot run {method.name!r}")
     graph = method.step_graph(Chain(num_stages), active, locked)
@@ -68,6 +77,27 @@ def rank_step(method: Method, num_stages: int, rank: int, active=None, locked=No
         if any(user.stage != rank for user in users.get(action, ())):
             program.append(Action(rank, _MESSAGE[action.op][0]))
     return RankStep(tuple(program), deferred=readers_of_b == ["T"])
+
+
+def runs_pipeline(method: Method) -> bool:
+    """Whether ``method`` is a plain synchronous pipeline (backprop over microbatches, one update per step)
+    that :func:`pipeline_program` lays out and :mod:`sglab.dist.pipeline_worker` runs."""
+    return (method.pipelined and method.gradient == "true" and not method.weight_delay
+            and not method.synthetic_inputs and method.update_prob >= 1.0)
+
+
+def pipeline_program(method: Method, num_stages: int, microbatches: int) -> dict[int, tuple[Action, ...]]:
+    """Each rank's actions of one step of pipeline ``method``, stage ``r`` on rank ``r``, sends and receives included.
+
+    The compute actions are ``method.rank_actions(num_stages, microbatches)`` in their order
+    (every F and B of each microbatch, then the rank's ``U``); :func:`~sglab.schedules.with_communication`
+    adds ``SEND_F`` after each F whose output goes up, ``SEND_B`` after each B whose input gradient goes
+    down, and each receive where torch's pass puts it (after the matching send, in the global order).
+    """
+    if not runs_pipeline(method):
+        raise MethodError(f"{method.name!r} is not a synchronous pipeline schedule (backprop over microbatches)")
+    per_rank = with_communication(method.rank_actions(num_stages, microbatches), lambda stage: stage, num_stages)
+    return {rank: tuple(actions) for rank, actions in sorted(per_rank.items())}
 
 
 def _message(action: Action, dep: Action) -> str:

@@ -4,21 +4,40 @@
     result = train_distributed(DistRun(ClassifyConfig(method="dni", layers=2, width=32, steps=50), dataset))
     result.loss        # the last stage's training loss, per step
     result.records     # every op of every rank with its start and end times
+    result.trace()     # the same as one measured trace (sglab.trace's schema) on one clock
 
-``train_distributed`` starts ``config.layers`` local processes (gloo); under ``torchrun`` call
-``run_from_env(stage_worker, run)`` on every rank instead (:mod:`sglab.dist.launch`).
+    train_distributed(DistRun(config, dataset), "runs/dni2")               # the in-process trainer's run directory
+    train_distributed(DistRun(config, dataset), "runs/dni2", resume=True)  # continue it, bitwise
+    train_distributed(DistRun(config, dataset, processes=1), "runs/one")   # every stage in one process
+
+``train_distributed`` starts ``processes`` local processes (gloo): ``config.layers`` (one per
+stage, the default) or 1 (one rank holding the whole chain). With ``out_dir`` it writes what
+:func:`sglab.training.train` writes (:mod:`sglab.dist.outputs`) plus ``trace.csv`` and
+``trace.json``; Ctrl-C stops every rank and leaves the last complete checkpoint to resume.
+Under ``torchrun`` call ``run_from_env(stage_worker, run)`` on every rank instead (:mod:`sglab.dist.launch`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from sglab.dist.launch import launch
+from sglab.dist.measured_trace import merge_records
+from sglab.dist.outputs import DistRunDir, SummaryOf, read_manifest
+from sglab.dist.program import rank_step
 from sglab.dist.stage_worker import stage_worker
-from sglab.errors import SglabError
+from sglab.errors import SglabError, UsageError
+from sglab.io import atomic_write_text
+from sglab.methods import MethodError
 from sglab.ops import Action
+from sglab.trace import write_chrome_trace
+from sglab.training.config import ClassifyConfig
+from sglab.training.loop import TrainingDiverged, _summary, check_resumable
 
 
 class InjectedFault(SglabError):
@@ -44,7 +63,7 @@ class FailAt:
 
 @dataclass
 class DistRun:
-    """A classification run of ``config`` on ``dataset``, one rank per stage (``config.layers`` ranks).
+    """A classification run of ``config`` on ``dataset``, one rank per stage (``config.layers`` ranks) or one rank.
 
     Attributes:
         config: a :class:`~sglab.training.config.ClassifyConfig`; the chain, optimizers, seed and
@@ -55,6 +74,8 @@ class DistRun:
         max_pending: sends to one peer that may be in flight before a rank waits (how far an
             unlocked stage runs ahead of the next).
         fault: called before every op as ``fault(rank, step, action)`` (tests: :class:`FailAt`).
+        processes: ranks: ``config.layers`` (None, the default: one per stage) or 1 (every stage
+            in one process, running the in-process runner's step through the same loop and outputs).
     """
 
     config: Any
@@ -62,6 +83,12 @@ class DistRun:
     target_lag: int = 0
     max_pending: int = 2
     fault: Callable[[int, int, Action], None] | None = None
+    processes: int | None = None
+
+    @property
+    def world_size(self) -> int:
+        """How many ranks the run has."""
+        return self.config.layers if self.processes is None else self.processes
 
 
 @dataclass
@@ -69,6 +96,17 @@ class DistResult:
     """What the ranks returned, merged: ``ranks[r]`` is rank ``r``'s own dict."""
 
     ranks: list[dict] = field(default_factory=list)
+    run_dir: Path | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's summary (``summary.json``'s keys)."""
+        return self.ranks[0]["summary"]
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The metric rows (``metrics.csv``'s)."""
+        return self.ranks[0]["rows"]
 
     @property
     def loss(self) -> list[float]:
@@ -84,12 +122,88 @@ class DistResult:
         """Each rank's final ``state_dict`` of its ``stage`` (or ``synthesizer``, ``input_model``)."""
         return [rank["state"].get(module) for rank in self.ranks]
 
+    def trace(self, align: str = "wall") -> pd.DataFrame:
+        """Every op of every rank as one measured trace on one clock (:func:`sglab.dist.measured_trace.merge_records`)."""
+        return merge_records(self.records, {rank["rank"]: rank["clock"] for rank in self.ranks}, align)
 
-def train_distributed(run: DistRun, *, timeout: float = 60.0, run_timeout: float | None = None,
-                      threads: int = 1) -> DistResult:
-    """Train ``run`` with one local process per stage; raises :class:`~sglab.dist.launch.RankFailed` if a rank fails.
 
+def check_supported(config, processes: int) -> None:
+    """Raise :class:`UsageError` (one line) unless the multi-process runner can train ``config`` on ``processes`` ranks."""
+    if not isinstance(config, ClassifyConfig):
+        raise UsageError(f"the multi-process runner trains the classify task only, not {config.task_name!r}")
+    if processes not in (1, config.layers):
+        raise UsageError(f"processes must be 1 (every stage in one process) or the number of layers ({config.layers}: "
+                         f"one per stage), got {processes}")
+    if config.device not in ("auto", "cpu"):
+        raise UsageError(f"the multi-process runner trains on the CPU (gloo), not on device {config.device!r}")
+    if config.probe_every is not None:
+        raise UsageError("the multi-process runner has no fidelity probes: leave probe_every unset")
+    if processes == 1:
+        return
+    method = config.resolved_method()
+    try:
+        for rank in range(processes):
+            rank_step(method, processes, rank)
+    except MethodError as err:
+        raise UsageError(str(err)) from None
+    if method.synthetic_gradients and config.synth_loss != "l2":
+        raise UsageError(f"the multi-process runner trains synthesizers by l2 only, not {config.synth_loss!r} "
+                         "(or use processes=1)")
+
+
+def train_distributed(run: DistRun, out_dir: str | Path | None = None, resume: bool = False, *, timeout: float = 60.0,
+                      run_timeout: float | None = None, threads: int = 1, progress: bool = False) -> DistResult:
+    """Train ``run`` on ``run.world_size`` local processes; raises :class:`~sglab.dist.launch.RankFailed` if a rank fails.
+
+    With ``out_dir``, write the in-process trainer's run directory there (and ``trace.csv``,
+    ``trace.json``); ``resume`` continues it from its last complete checkpoint. A diverged run
+    raises :class:`~sglab.training.TrainingDiverged` as the in-process trainer does; Ctrl-C
+    stops every rank, writes an ``interrupted`` summary and raises :class:`KeyboardInterrupt`.
     ``timeout`` bounds each wait for a peer, ``run_timeout`` the whole run.
     """
-    results = launch(stage_worker, run.config.layers, run, timeout=timeout, run_timeout=run_timeout, threads=threads)
-    return DistResult(results)
+    config = run.config
+    config.validate()
+    processes = run.world_size
+    check_supported(config, processes)
+    run_dir = None if out_dir is None else DistRunDir(out_dir)
+    if resume:
+        if run_dir is None:
+            raise UsageError("resume needs the run directory (out_dir) to continue")
+        manifest = read_manifest(run_dir, processes)
+        check_resumable(config, manifest)
+    if run_dir is not None:
+        run_dir.open()
+        # a fresh run keeps an old run's last checkpoint until its own first one, as the in-process trainer does
+        run_dir.prune(keep=run_dir.load_checkpoint().get("step") if run_dir.checkpoint.exists() else None)
+    try:
+        results = launch(stage_worker, processes, run, None if run_dir is None else str(run_dir.path), resume, progress,
+                         timeout=timeout, run_timeout=run_timeout, threads=threads)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted(config, run_dir)) from None
+    result = DistResult(results, None if run_dir is None else run_dir.path)
+    if run_dir is not None:
+        trace = result.trace()
+        atomic_write_text(run_dir.trace, trace.to_csv(index=False))
+        write_chrome_trace(run_dir.chrome_trace, trace, f"sglab train {config.task_name} {config.method} "
+                           f"({processes} processes)", metadata={"clock": "perf_counter_ns aligned by time_ns after a "
+                                                                "barrier (sglab.dist.measured_trace)"})
+    if result.ranks[0]["status"] == "diverged":
+        raise TrainingDiverged(result.ranks[0]["message"])
+    return result
+
+
+def _interrupted(config, run_dir: DistRunDir | None) -> str:
+    """Write an interrupted run's summary (as the in-process trainer does) and say how to continue."""
+    if run_dir is None:
+        return "interrupted (no run directory, nothing to resume)"
+    try:
+        manifest = run_dir.load_checkpoint()
+    except SglabError:
+        manifest = {"step": 0, "elapsed_s": 0.0, "metrics": []}
+    last_good = manifest["step"]
+    kept = [r for r in manifest["metrics"] if r["step"] <= last_good]
+    run_dir.write_summary(_summary(config, SummaryOf(config), kept, last_good, manifest["elapsed_s"], "interrupted",
+                                   last_good))
+    if not last_good:
+        return f"interrupted before the first checkpoint; {run_dir.path} has nothing to resume"
+    return f"interrupted; the checkpoint of step {last_good} in {run_dir.checkpoint} continues with --resume"

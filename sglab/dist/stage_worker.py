@@ -1,11 +1,15 @@
 """One rank's training loop over a feed-forward chain: stage ``r`` and the synthesizer of interface ``r``.
 
-Rank ``r`` builds the whole chain exactly as the in-process trainer does
-(:func:`sglab.training.build.build_chain`, same seed, so the same initial weights and the same
-generator for stochastic updates and unlocking), keeps stage ``r`` with its optimizer, interface
+Rank ``r`` builds the in-process trainer's whole session
+(:class:`~sglab.training.classify.ClassifySession`: the chain by
+:func:`sglab.training.build.build_chain`, same seed, so the same initial weights and the same
+generator for stochastic updates and unlocking), trains stage ``r`` with its optimizer, interface
 ``r``'s gradient synthesizer and interface ``r-1``'s input model, and draws the same batches from
 the same seeded :class:`~sglab.tasks.classify.BatchStream` (every rank draws them: rank 0 reads
 ``x``, the last rank ``y``, and cDNI's synthesizers read the label on every rank).
+
+:class:`WholeChainWorker` is the one rank of a 1-process run: it holds every stage and runs the
+session's own step (the in-process runner's op order, no messages), recording each op.
 
 Each step runs :func:`sglab.dist.program.rank_step`'s ops; each compute op is the same call of
 :mod:`sglab.exec.ops` that :class:`sglab.exec.chain.ChainRunner` makes, on the same tensors. So
@@ -22,11 +26,16 @@ synthesizer predicts ``δ̂`` again from the kept ``h_r`` (its graph saw the old
 
 Every op (compute and message) is recorded with its start and end on this process's
 ``perf_counter_ns`` clock and on the wall clock (``time_ns``, comparable across processes on one
-host) for merging the ranks into one :mod:`sglab.trace`.
+host) for merging the ranks into one :mod:`sglab.trace` (:mod:`sglab.dist.measured_trace`).
+
+A worker is driven by :class:`sglab.dist.rank_loop.RankLoop`: :meth:`step` per step,
+:meth:`settle` before the ranks meet (evaluations, checkpoints), :meth:`take_values` for the
+metric rows, :attr:`owned` for what its checkpoint holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from functools import lru_cache
@@ -34,29 +43,31 @@ from types import SimpleNamespace
 
 import torch
 
+from sglab.dist.outputs import owned_names
 from sglab.dist.program import peer, rank_step
 from sglab.dist.transport import BACKWARD, FORWARD, Transport
 from sglab.errors import UsageError
 from sglab.exec import ops
 from sglab.exec.chain import label_context
+from sglab.exec.observe import Observer
 from sglab.models.chains import output_shapes
 from sglab.ops import Action
-from sglab.tasks.classify import BatchStream
-from sglab.training.build import build_chain
 
 #: The fields of one op record (a tuple per op, to keep recording cheap).
 RECORD_FIELDS = ("rank", "stage", "op", "step", "microbatch", "start_ns", "end_ns", "start_wall_ns", "end_wall_ns")
 
 
 class StageWorker:
-    """Rank ``ctx.rank``'s share of training ``run.config`` on ``run.dataset``; :meth:`train` runs it."""
+    """Rank ``ctx.rank``'s share of training ``run.config`` on ``run.dataset``, stage ``ctx.rank`` of ``session``'s chain."""
 
-    def __init__(self, ctx, run):
-        self.ctx, self.run, config, data = ctx, run, run.config, run.dataset
-        self.runner = runner = build_chain(config, data.input_shape, data.num_classes, "cpu")
+    def __init__(self, ctx, run, session):
+        self.ctx, self.run, config, data = ctx, run, run.config, session.data
+        self.session, self.runner = session, session.runner
+        runner = self.runner
         self.method, self.rank, self.num_stages = runner.method, ctx.rank, runner.num_stages
         self._check(config)
         r = self.rank
+        self.owned = owned_names(session, range(r, r + 1))
         self.stage, self.optimizer = runner.stages[r], runner.optimizers[r]
         self.interface = runner.interfaces[r] if runner.interfaces and r < self.num_stages - 1 else None
         self.below = runner.interfaces[r - 1] if runner.interfaces and r > 0 else None  # holds the input model
@@ -65,8 +76,7 @@ class StageWorker:
         shapes = [tuple(data.input_shape)] + output_shapes(runner.stages, data.input_shape)
         self.in_shape = (config.batch_size, *shapes[r])  # h_{r-1}, and the gradient sent down
         self.out_shape = (config.batch_size, *shapes[r + 1])  # h_r, and the gradient received from above
-        self.x_train, self.y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-        self.batches = BatchStream(len(self.x_train), config.batch_size, config.seed)
+        self.x_train, self.y_train, self.batches = session.x_train, session.y_train, session.batches
         self.transport = Transport(r, ctx.timeout, run.max_pending, on_wait=lambda p, op, step: ctx.waiting_for(p))
         self.program = lru_cache(maxsize=None)(lambda active, locked: rank_step(
             self.method, self.num_stages, r, active, locked))
@@ -77,6 +87,7 @@ class StageWorker:
         self.losses: list[float] = []
         self.errors: list[float] = []
         self.synth_losses: dict[int, float] = {}
+        self.values: dict[int, dict] = {}  # step -> this rank's fields of its metric row, until taken
 
     def _check(self, config) -> None:
         if self.ctx.world_size != self.num_stages:
@@ -84,19 +95,27 @@ class StageWorker:
                              f"got {self.ctx.world_size}")
         if self.method.synthetic_gradients and self.runner.objective.kind != "l2":
             raise UsageError(f"the multi-process runner trains synthesizers by l2 only, not {self.runner.objective.kind!r}")
-        if config.lr_milestones:
-            raise UsageError("the multi-process runner has no learning-rate schedule: leave lr_milestones empty")
         if self.run.target_lag < 0:
             raise UsageError(f"target_lag must be >= 0, got {self.run.target_lag}")
 
     # ---- the loop ----------------------------------------------------------------------
 
-    def train(self) -> dict:
-        """Run ``config.steps`` steps; this rank's records, losses and final module states."""
-        for step in range(self.run.config.steps):
-            self.step(step)
+    def settle(self) -> None:
+        """Run every deferred ``T`` (waiting for its target): the state is then that after the last step."""
+        self._drain(until=None)
+
+    def finish(self) -> None:
+        """:meth:`settle`, and wait for every send to be received (before leaving the process group)."""
         self._drain(until=None)
         self.transport.flush()
+
+    def take_values(self) -> dict[int, dict]:
+        """This rank's fields of the metric rows of the steps since the last call, by step."""
+        values, self.values = self.values, {}
+        return values
+
+    def result(self) -> dict:
+        """This rank's records, losses and final module states."""
         modules = {"stage": self.stage}
         if self.interface is not None and self.interface.synthesizer is not None:
             modules["synthesizer"] = self.interface.synthesizer
@@ -109,6 +128,7 @@ class StageWorker:
     def step(self, step: int) -> None:
         """One step: the batch every rank draws, then this rank's ops of the registry's step order."""
         index = self.batches.next()
+        self.values.setdefault(step, {})["epoch"] = self.batches.epoch
         x, y = self.x_train[index], self.y_train[index]
         context = label_context(y, self.runner.num_classes) if self.method.context else None
         active = self.runner.sample_active()  # every rank draws the same, from the same seeded generator
@@ -187,6 +207,7 @@ class StageWorker:
             s.loss, error = self.runner.criterion(s.h, s.y)
             self.losses.append(float(s.loss.detach()))
             self.errors.append(float(error))
+            self.values[s.step].update(loss=self.losses[-1], train_error=self.errors[-1])
 
     def _S(self, s) -> None:
         s.synth = ops.synthesize(self.interface.synthesizer, s.h, s.context)
@@ -210,12 +231,75 @@ class StageWorker:
         weight = self.run.config.synth_loss_weight
         loss = ops.train_synthesizer(prediction, target, self.interface.synthesizer_optimizer, weight)
         self.synth_losses[step] = loss
+        self.values.setdefault(step, {})[f"synth_loss_{self.rank}"] = loss
         self.synth_version += 1
 
     def _TI(self, s) -> None:
-        ops.train_synthesizer(s.synth_input, s.below, self.below.input_optimizer)
+        loss = ops.train_synthesizer(s.synth_input, s.below, self.below.input_optimizer)
+        self.values[s.step][f"input_loss_{self.rank - 1}"] = loss
 
 
-def stage_worker(ctx, run) -> dict:
-    """The launcher's worker (:func:`sglab.dist.launch.launch`): train this rank's stage; its results."""
-    return StageWorker(ctx, run).train()
+class _Recorder(Observer):
+    """Times every op of a :class:`~sglab.exec.chain.ChainRunner` step as a :data:`RECORD_FIELDS` tuple."""
+
+    def __init__(self, worker: "WholeChainWorker"):
+        self.worker, self.step = worker, 0
+
+    @contextlib.contextmanager
+    def op(self, action: Action):
+        worker = self.worker
+        worker.ctx.mark(self.step, action)
+        if worker.run.fault is not None:
+            worker.run.fault(worker.rank, self.step, action)
+        start, start_wall = time.perf_counter_ns(), time.time_ns()
+        yield
+        worker.records.append((worker.rank, action.stage, action.op, self.step, action.microbatch, start,
+                               time.perf_counter_ns(), start_wall, time.time_ns()))
+
+
+class WholeChainWorker:
+    """The one rank of a 1-process run: every stage, trained by the session's own step (no messages)."""
+
+    def __init__(self, ctx, run, session):
+        if ctx.world_size != 1:
+            raise UsageError(f"a rank holding every stage runs alone, not in a world of {ctx.world_size}")
+        self.ctx, self.run, self.session, self.rank = ctx, run, session, ctx.rank
+        self.owned = owned_names(session, range(session.runner.num_stages))
+        self.records: list[tuple] = []
+        self.values: dict[int, dict] = {}
+        self._recorder = _Recorder(self)
+
+    def step(self, step: int) -> None:
+        """One step of the in-process runner; ``step`` counts from 0 (records and messages), the loop's from 1."""
+        self._recorder.step = step
+        self.values[step] = self.session.step(step + 1, self._recorder)
+
+    def settle(self) -> None:
+        """Nothing waits: every op of a step ran within it."""
+
+    def finish(self) -> None:
+        """Nothing is in flight."""
+
+    def take_values(self) -> dict[int, dict]:
+        """The metric rows' fields of the steps since the last call, by step."""
+        values, self.values = self.values, {}
+        return values
+
+    def result(self) -> dict:
+        """This rank's records and final module states (every stage's)."""
+        runner = self.session.runner
+        return {"rank": self.rank, "records": [dict(zip(RECORD_FIELDS, r)) for r in self.records],
+                "loss": [], "error": [], "synth_loss": {},
+                "state": {"stages": [{k: v.clone() for k, v in stage.state_dict().items()} for stage in runner.stages]}}
+
+
+def make_worker(ctx, run, session):
+    """The worker of rank ``ctx.rank``: all stages in a world of one, else stage ``ctx.rank``."""
+    return WholeChainWorker(ctx, run, session) if ctx.world_size == 1 else StageWorker(ctx, run, session)
+
+
+def stage_worker(ctx, run, out_dir=None, resume: bool = False, progress: bool = False) -> dict:
+    """The launcher's worker (:func:`sglab.dist.launch.launch`): train this rank's stages; its results."""
+    from sglab.dist.rank_loop import RankLoop
+
+    return RankLoop(ctx, run, out_dir, resume, progress).train()

@@ -2,8 +2,8 @@
 
 The classes here are plain, validated values; :mod:`sglab.sim.spec` reads them from JSON or
 YAML and says which field is wrong. Time is integer nanoseconds everywhere: a device runs an op
-of profiled cost ``c`` in ``round(c / speed)`` ns (times a sampled slowdown factor, if any), and
-a link moves ``n`` bytes in ``latency_ns + ceil(n * 1e9 / bandwidth)`` ns.
+of profiled cost ``c`` in ``round(c / speed) + op_overhead_ns`` ns (times a sampled slowdown
+factor, if any), and a link moves ``n`` bytes in ``latency_ns + ceil(n * 1e9 / bandwidth)`` ns.
 """
 
 from __future__ import annotations
@@ -49,16 +49,21 @@ class Slowdown:
 
 @dataclass(frozen=True)
 class Device:
-    """One compute device: ``speed`` relative to the profiled device, memory in bytes (None: unlimited)."""
+    """One compute device: ``speed`` relative to the profiled device, memory in bytes (None: unlimited).
+
+    ``op_overhead_ns`` is a fixed cost this device adds to every compute op, not scaled by ``speed``
+    (0: none; see :mod:`sglab.sim.spec` for when to set it).
+    """
 
     name: str
     speed: float = 1.0
     memory_bytes: int | None = None
     slowdown: Slowdown | None = None
+    op_overhead_ns: int = 0
 
     def compute_ns(self, cost_ns: int) -> int:
         """Duration of an op that took ``cost_ns`` on the profiled device."""
-        return int(round(cost_ns / self.speed))
+        return int(round(cost_ns / self.speed)) + self.op_overhead_ns
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Layout (YAML shown; JSON is the same mapping)::
       speed: 1.0                      # or flops: 19.5e12
       memory_GB: 64                   # or memory_bytes; absent: unlimited
       slowdown: {distribution: lognormal, sigma: 0.05}   # optional stragglers/jitter
+      op_overhead_us: 8               # optional fixed cost per compute op (or op_overhead_ns); default 0
     topology: switch                  # fully_connected | chain | ring | switch | bus | custom
     link: {latency_us: 10, bandwidth_Gbit_per_s: 10, duplex: true}
     links: [{between: [node0, node1], latency_ns: 500, bandwidth_GB_per_s: 25}]   # custom only
@@ -20,7 +21,18 @@ Layout (YAML shown; JSON is the same mapping)::
 
 Units: ``latency_ns``/``latency_us``/``latency_ms``; ``bandwidth_bytes_per_s``/
 ``bandwidth_GB_per_s`` (1e9 bytes)/``bandwidth_Gbit_per_s``, or ``"inf"`` for a free link;
-``memory_bytes``/``memory_GB``.
+``memory_bytes``/``memory_GB``; ``op_overhead_ns``/``op_overhead_us``.
+
+``op_overhead_*`` is added to every compute op the device runs, after dividing the profiled cost
+by ``speed`` (and before the slowdown factor multiplies the whole). A profile measured op by op
+already contains the launch cost of each op's own kernels, so leave it 0 for such a profile on the
+machine it was measured on; set it to model a fixed per-op cost the profile lacks (the dispatch and
+bookkeeping of another runtime, or of one process per stage). ``sglab hardware probe`` measures
+the cost of a tiny op (a 1x4 Linear forward) on the machine it runs on and writes it here.
+
+A spec of a *measured* machine says ``hypothetical: false`` and keeps its provenance in
+``description`` and ``sources`` (``sglab hardware probe`` also writes the raw numbers to a
+``.probe.json`` next to the spec); the loader reads no other top-level field.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from sglab.sim.hardware import DISTRIBUTIONS, PLACEMENTS, TOPOLOGIES, Device, Ha
 _LATENCY = {"latency_ns": 1, "latency_us": 1_000, "latency_ms": 1_000_000}
 _BANDWIDTH = {"bandwidth_bytes_per_s": 1, "bandwidth_GB_per_s": 1_000_000_000, "bandwidth_Gbit_per_s": 125_000_000}
 _MEMORY = {"memory_bytes": 1, "memory_GB": 1_000_000_000}
+_OVERHEAD = {"op_overhead_ns": 1, "op_overhead_us": 1_000}
 _TOP_KEYS = {"name", "description", "hypothetical", "sources", "reference_flops", "devices", "topology", "link",
              "links", "placement"}
 
@@ -66,7 +79,7 @@ def _unit(raw: dict, where: str, units: dict[str, int], required: bool, allow_in
     value = raw[key]
     if allow_inf and value == "inf":
         return None
-    minimum_ok = key.startswith("latency")
+    minimum_ok = key.startswith(("latency", "op_overhead"))
     return int(round(_number(value, f"{where}.{key}", 0.0, strict=not minimum_ok) * units[key]))
 
 
@@ -110,7 +123,7 @@ def _slowdown(raw: Any, where: str) -> Slowdown:
 def _device(raw: Any, where: str, name: str, reference_flops: float | None) -> Device:
     if not isinstance(raw, dict):
         _fail(where, f"must be a mapping, got {raw!r}")
-    _check_keys(raw, where, {"name", "count", "speed", "flops", "slowdown", *_MEMORY})
+    _check_keys(raw, where, {"name", "count", "speed", "flops", "slowdown", *_MEMORY, *_OVERHEAD})
     if ("speed" in raw) == ("flops" in raw):
         _fail(where, "needs exactly one of speed (relative to the profiled device) or flops")
     if "flops" in raw:
@@ -123,7 +136,8 @@ def _device(raw: Any, where: str, name: str, reference_flops: float | None) -> D
         speed = _number(raw["speed"], f"{where}.speed")
     memory = _unit(raw, where, _MEMORY, required=False)
     slowdown = _slowdown(raw["slowdown"], f"{where}.slowdown") if "slowdown" in raw else None
-    return Device(name=name, speed=speed, memory_bytes=memory, slowdown=slowdown)
+    overhead = _unit(raw, where, _OVERHEAD, required=False) or 0
+    return Device(name=name, speed=speed, memory_bytes=memory, slowdown=slowdown, op_overhead_ns=overhead)
 
 
 def _devices(raw: Any, reference_flops: float | None) -> tuple[Device, ...]:
@@ -217,6 +231,8 @@ def hardware_to_dict(hw: Hardware) -> dict[str, Any]:
             out["memory_bytes"] = d.memory_bytes
         if d.slowdown is not None:
             out["slowdown"] = {"distribution": d.slowdown.distribution, **dict(d.slowdown.params)}
+        if d.op_overhead_ns:
+            out["op_overhead_ns"] = d.op_overhead_ns
         return out
 
     out: dict[str, Any] = {"name": hw.name, "description": hw.description, "hypothetical": hw.hypothetical,
