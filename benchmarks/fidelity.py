@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -73,8 +74,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     out = Path(job["out"])
     summary_path = out / "summary.json"
+    config, dataset = job["config"], None
     if not (summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "completed"):
-        config, dataset = job["config"], None
+        shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts over: runs are deterministic
         if job.get("data"):
             from sglab.data import load_dataset
 

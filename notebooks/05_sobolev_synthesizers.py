@@ -43,7 +43,7 @@ from sglab.training import ClassifyConfig, train
 
 STEPS = int(os.environ.get("SGLAB_NOTEBOOK_STEPS", 600))
 OUT = Path(os.environ.get("SGLAB_NOTEBOOK_OUT", "runs/notebook-05"))
-OBJECTIVES = {"l2": {}, "sobolev": {"sobolev_weight": 0.01}, "critic": {"critic_value_weight": 1e-5}}
+OBJECTIVES = {"l2": {}, "sobolev": {"sobolev_weight": 0.01}, "critic": {"critic_value_weight": 1e-4}}
 
 # %%
 data = load_dataset(os.environ.get("SGLAB_NOTEBOOK_DATA", "embedded"), os.environ.get("SGLAB_DATA_DIR"))

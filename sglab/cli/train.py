@@ -4,6 +4,7 @@
     sglab train --task copy --method dni -T 3 --steps 1500 --out runs/copy-dni-T3
     sglab train --resume --out runs/dni4 --steps 4000          # continue: the checkpoint's config, more steps
     sglab train --method dni --layers 4 --processes 4 --out runs/dni4-dist   # one process per stage (gloo)
+    sglab train --method gpipe --microbatches 8 --layers 4 --processes 4      # a pipeline of bprop, 8 microbatches
 
 Every flag sets the config field of the same name (see ``sglab.training.config``); a flag the
 task has no field for is an error. With ``--resume`` the config is the checkpoint's, and a flag
@@ -14,6 +15,9 @@ naming it.
 equal to ``--layers`` puts one stage on each process, K = 1 runs the whole chain in one
 process; the run directory is the same, plus a checkpoint per rank and the measured trace
 (``trace.csv``, ``trace.json``). A resumed distributed run continues distributed.
+``--method gpipe`` or ``1f1b`` (with ``--processes``, one per stage) trains the chain by backprop
+over ``--microbatches`` per step on that pipeline schedule: the config's method is ``bprop``, and
+``config.json`` and ``summary.json`` record the schedule as ``pipeline`` (:mod:`sglab.cli.train_dist`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from sglab.training.config import TASKS, config_fields
 
 #: Flags that do not set a config field of the same name.
 _NOT_FIELDS = {"task", "out", "no_progress", "threads", "resume", "profile", "config", "aux", "no_b_gradient",
-               "no_synth_context", "func", "command", "debug", "processes"}
+               "no_synth_context", "func", "command", "debug", "processes", "microbatches"}
 
 
 def register(subparsers) -> None:
@@ -41,7 +45,8 @@ def register(subparsers) -> None:
     common.add_argument("--task", choices=list(TASKS), default=None, help="what to learn (default: classify, or the "
                                                                            "checkpoint's with --resume)")
     methods = {r: ", ".join(method_names(r)) for r in ("train", "recurrent", "two-rnn")}
-    common.add_argument("--method", default=None, help=f"classify: {methods['train']}; copy/charlm: {methods['recurrent']}; "
+    common.add_argument("--method", default=None, help=f"classify: {methods['train']}, or with --processes the "
+                                                       f"pipelines gpipe, 1f1b; copy/charlm: {methods['recurrent']}; "
                                                        f"two-rnn: {methods['two-rnn']}")
     common.add_argument("--steps", type=positive_int, default=None, help="training steps (minibatches)")
     common.add_argument("--lr", type=float, default=None, help="Adam learning rate")
@@ -67,6 +72,8 @@ def register(subparsers) -> None:
     common.add_argument("--processes", type=positive_int, default=None,
                         help="classify: train with this many local processes (gloo): --layers (one stage each) or 1; "
                              "writes the measured trace.csv/trace.json too")
+    common.add_argument("--microbatches", type=positive_int, default=None,
+                        help="--method gpipe/1f1b: microbatches per step (default 4 per process)")
     _add_classify(parser.add_argument_group("classify (feed-forward FCN / CNN)"))
     _add_recurrent(parser.add_argument_group("copy, repeat-copy, charlm (one recurrent network)"))
     _add_two_rnn(parser.add_argument_group("two-rnn"))
@@ -93,7 +100,7 @@ def _add_classify(group) -> None:
     group.add_argument("--sobolev-directions", type=int, default=None, help="sobolev: random directions per step (1)")
     group.add_argument("--sobolev-distribution", choices=["rademacher", "gaussian"], default=None,
                        help="sobolev: the directions' distribution (rademacher)")
-    group.add_argument("--critic-value-weight", type=float, default=None, help="critic: weight of the value term (1e-5)")
+    group.add_argument("--critic-value-weight", type=float, default=None, help="critic: weight of the value term (1e-4)")
     group.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
 
 
@@ -187,15 +194,17 @@ def run(args: argparse.Namespace) -> int:
     """Run ``sglab train``."""
     import torch
 
+    from sglab.cli.train_dist import distributed_plan, run_distributed, split_schedule
     from sglab.training.loop import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    args, schedule = split_schedule(args)  # a pipeline --method trains bprop on a schedule (sglab.cli.train_dist)
     config = build_config(args)
-    out = args.out or Path("runs") / _default_name(config)
-    processes = _processes(args, config)
+    processes, pipeline = distributed_plan(args, config, schedule)
+    out = args.out or Path("runs") / _default_name(config, pipeline)
     if processes is not None:
-        return _run_distributed(args, config, out, processes)
+        return run_distributed(args, config, out, processes, pipeline)
     timer = None
     if args.profile:
         from sglab.config import resolve_device
@@ -209,43 +218,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _processes(args: argparse.Namespace, config) -> int | None:
-    """``--processes``, or on ``--resume`` of a distributed run its number of processes; None: in process."""
-    from sglab.errors import UsageError
-
-    if args.resume:
-        from sglab.training.run_dir import RunDir
-
-        saved = RunDir(args.out).load_checkpoint().get("processes")
-        if saved is not None and args.processes not in (None, saved):
-            raise UsageError(f"the run in {args.out} was trained with --processes {saved}; resume it with that")
-        if saved is None and args.processes is not None:
-            raise UsageError(f"the run in {args.out} was trained in process; resume it without --processes")
-        return saved
-    if args.processes is not None and config.task != "classify":
-        raise UsageError(f"--processes applies to --task classify (a feed-forward chain), not {config.task_name}")
-    return args.processes
-
-
-def _run_distributed(args: argparse.Namespace, config, out: Path, processes: int) -> int:
-    from sglab.data import load_dataset
-    from sglab.dist.run import DistRun, check_supported, train_distributed
-    from sglab.errors import UsageError
-
-    if args.profile:
-        raise UsageError("--processes always writes the measured trace (trace.csv, trace.json); drop --profile")
-    check_supported(config, processes)  # before the data loads: a request that cannot work says so at once
-    dataset = load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test)
-    result = train_distributed(DistRun(config, dataset, processes=processes), out, resume=args.resume,
-                               threads=args.threads or 1, progress=not args.no_progress)
-    print(f"{describe(result.summary)}; {processes} process{'es' if processes > 1 else ''}; run directory {out} "
-          f"(trace.json opens in Perfetto)")
-    return 0
-
-
-def _default_name(config) -> str:
+def _default_name(config, pipeline: dict[str, Any] | None = None) -> str:
     if config.task == "classify":
-        return f"{config.model}{config.layers}-{config.method}-seed{config.seed}"
+        method = config.method if pipeline is None else f"{pipeline['method']}-m{pipeline['microbatches']}"
+        return f"{config.model}{config.layers}-{method}-seed{config.seed}"
     if config.task == "two-rnn":
         return f"two-rnn-{config.method}-N{config.tick_ratio}-seed{config.seed}"
     return f"{config.task_name}-{config.method}-T{config.truncation}-seed{config.seed}"
@@ -275,6 +251,9 @@ def _write_profile(config, out: Path, timer) -> None:
 def describe(summary: dict[str, Any]) -> str:
     """The one-line result of a run."""
     task, method = summary["task"], summary["method"]
+    if summary.get("pipeline"):
+        pipeline = summary["pipeline"]
+        method = f"{pipeline['method']} ({method} over {pipeline['microbatches']} microbatches)"
     if task == "classify":
         return (f"{method} {summary['model']}-{summary['layers']} on {summary['dataset']}: test error "
                 f"{summary['final_test_error']:.4f} after {summary['steps']} steps ({summary['train_time_s']:.1f} s training)")

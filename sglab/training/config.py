@@ -125,7 +125,7 @@ class ClassifyConfig(RunConfig):
     sobolev_weight: float = spec(0.01, ge=0)
     sobolev_directions: int = spec(1, ge=1)
     sobolev_distribution: str = spec("rademacher", choices=("rademacher", "gaussian"))
-    critic_value_weight: float = spec(1e-5, ge=0)
+    critic_value_weight: float = spec(1e-4, ge=0)
     input_model_hidden_layers: int = spec(1, ge=0)
 
     batch_size: int = spec(256, ge=2)  # batch norm needs 2 examples
