@@ -41,7 +41,7 @@ from sglab.dist.transport import PeerError
 from sglab.errors import SglabError, UsageError
 from sglab.ops import ALL_OPS, Action
 
-_SLOTS = 4  # per rank in the shared array: step, stage, op index, peer waited for (-1: none)
+_SLOTS = 5  # per rank in the shared array: step, stage, op index, microbatch, peer waited for (-1: none)
 _SILENT = 0.3  # seconds a rank may be gone before its message, if any, is given up on
 _GRACE = 1.5  # seconds to listen after a first failure for the one that caused it
 
@@ -70,20 +70,21 @@ class RankContext:
         """Record that ``action`` of ``step`` has begun (read by the launcher if this rank fails)."""
         if self.last_op is not None:
             base = _SLOTS * self.rank
-            self.last_op[base:base + _SLOTS] = [step, action.stage, ALL_OPS.index(action.op), -1]
+            self.last_op[base:base + _SLOTS] = [step, action.stage, ALL_OPS.index(action.op), action.microbatch, -1]
 
     def waiting_for(self, peer: int) -> None:
         """Record that the current op is blocked on ``peer``."""
         if self.last_op is not None:
-            self.last_op[_SLOTS * self.rank + 3] = peer
+            self.last_op[_SLOTS * self.rank + 4] = peer
 
 
 def describe_last_op(values) -> str:
-    """``in 1B0 of step 3, waiting for rank 0`` from one rank's slots of the shared array."""
-    step, stage, op, peer = values
+    """``in 1B3 of step 2, waiting for rank 0`` (op ``B`` of stage 1 on microbatch 3) from one rank's slots
+    of the shared array."""
+    step, stage, op, microbatch, peer = values
     if step < 0:
         return "before its first op (while starting up)"
-    text = f"in {Action(stage, ALL_OPS[op])} of step {step}"
+    text = f"in {Action(stage, ALL_OPS[op], microbatch)} of step {step}"
     return text + (f", waiting for rank {peer}" if peer >= 0 else "")
 
 

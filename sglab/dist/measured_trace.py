@@ -36,6 +36,9 @@ import pandas as pd
 
 from sglab.trace import make_trace
 
+#: The fields of one op record, as every rank worker keeps them (a tuple per op, to keep recording cheap).
+RECORD_FIELDS = ("rank", "stage", "op", "step", "microbatch", "start_ns", "end_ns", "start_wall_ns", "end_wall_ns")
+
 #: Message ops and the rank at the other end, relative to the rank that ran them.
 _PEER = {"SEND_F": +1, "RECV_F": -1, "SEND_B": -1, "RECV_B": +1}
 _SENDS = ("SEND_F", "SEND_B")

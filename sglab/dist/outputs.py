@@ -167,10 +167,13 @@ def merge_rank_states(states: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class SummaryOf:
-    """What :func:`sglab.training.loop._summary` reads of a session, for a process that holds none
-    (the launcher, writing an interrupted run's summary): the classify session's summary, which reads only the config."""
+    """What :func:`sglab.training.loop._summary` reads of a session: the classify session's summary
+    (which reads only the config, so the launcher, holding no session, can write one too) plus ``extra``
+    (a pipeline's schedule: :meth:`sglab.dist.pipeline_worker.PipelineWorker.describe`)."""
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, extra: dict[str, Any] | None = None):
+        self.config, self.extra = config, dict(extra or {})
 
-    summary = ClassifySession.summary
+    def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The in-process summary's keys of ``rows``, then the extra ones."""
+        return {**ClassifySession.summary(self, rows), **self.extra}

@@ -1,11 +1,16 @@
 """One rank's loop of a locked pipeline baseline (``gpipe``, ``1f1b``): stage ``r``, microbatches of every step.
 
-Rank ``r`` builds the whole chain exactly as the in-process trainer does
-(:func:`sglab.training.build.build_chain` on ``run.config``, whose method is ``bprop``: a pipeline
-is backprop over microbatches, so the same seed gives the same initial weights) and keeps stage
-``r`` with its optimizer. Every rank draws the same batches from the same seeded
-:class:`~sglab.tasks.classify.BatchStream` and splits each into ``m`` equal microbatches
-(``run.microbatches``; default the method's own, ``4 ×`` the ranks).
+A pipeline is ``DistRun(config, dataset, method="gpipe", microbatches=m)`` with ``config.method``
+``bprop`` (a pipeline is backprop over microbatches); :func:`sglab.dist.run.train_distributed`
+runs it through :func:`pipeline_worker`, whose ranks run :class:`sglab.dist.rank_loop.RankLoop`
+as a stage run's do: the same run directory (metrics, summary, a checkpoint per rank, resume),
+the same meetings at evaluation points and the same result keys (loss, records, clock).
+
+Rank ``r`` builds the in-process trainer's session (:class:`~sglab.training.classify.ClassifySession`:
+the chain by :func:`sglab.training.build.build_chain`, so the same seed gives the same initial
+weights) and keeps stage ``r`` with its optimizer. Every rank draws the same batches from the
+session's seeded :class:`~sglab.tasks.classify.BatchStream` and splits each into ``m`` equal
+microbatches (``run.microbatches``; default the method's own, ``4 ×`` the ranks).
 
 Each step runs exactly rank ``r``'s list of :func:`sglab.dist.program.pipeline_program`, the
 registry's :meth:`~sglab.methods.Method.rank_actions` with the sends and receives of
@@ -26,7 +31,8 @@ Every receive of a step is posted (``irecv``) when the step begins and waited fo
 its send, no rank ever waits for a message that a later op of a waiting rank would make.
 
 Every op is recorded as in :mod:`sglab.dist.stage_worker` (:data:`RECORD_FIELDS`, the microbatch
-filled in), a receive's record being its wait.
+filled in), a receive's record being its wait. The step's training loss (the last rank's) is the
+mean of its microbatches' losses, as is its training error.
 """
 
 from __future__ import annotations
@@ -37,34 +43,26 @@ from typing import Any, Callable
 
 import torch
 
+from sglab.dist.measured_trace import RECORD_FIELDS
+from sglab.dist.outputs import owned_names
 from sglab.dist.program import peer, pipeline_program, runs_pipeline
-from sglab.dist.stage_worker import RECORD_FIELDS, stage_worker
+from sglab.dist.rank_loop import RankLoop
+from sglab.dist.run_spec import DistRun
+from sglab.dist.stage_worker import stage_worker
 from sglab.dist.transport import BACKWARD, FORWARD, Transport
 from sglab.errors import UsageError
 from sglab.exec import ops
 from sglab.methods import Method, get_method
 from sglab.models.chains import output_shapes
 from sglab.ops import Action
-from sglab.tasks.classify import BatchStream
-from sglab.training.build import build_chain
 
 
 @dataclass
-class PipelineRun:
-    """A pipeline baseline of ``config`` (method ``bprop``) on ``dataset``, one rank per stage.
+class PipelineRun(DistRun):
+    """A :class:`~sglab.dist.run_spec.DistRun` whose ``method`` defaults to ``gpipe`` (from before
+    ``DistRun`` had a ``method``; ``DistRun(config, dataset, method="gpipe")`` is the same run)."""
 
-    The fields of :class:`sglab.dist.run.DistRun` plus ``method`` (the pipeline, ``gpipe`` or
-    ``1f1b``) and ``microbatches`` per step (None: the method's default). :func:`pipeline_worker`
-    reads a ``DistRun`` as well, taking ``method`` and ``microbatches`` from it where it has them.
-    """
-
-    config: Any
-    dataset: Any
-    method: str | Method = "gpipe"
-    microbatches: int | None = None
-    target_lag: int = 0
-    max_pending: int = 2
-    fault: Callable[[int, int, Action], None] | None = None
+    method: str | Method | None = "gpipe"
 
 
 def pipeline_method(run) -> Method:
@@ -73,55 +71,50 @@ def pipeline_method(run) -> Method:
     return method if isinstance(method, Method) else get_method(method)
 
 
-class PipelineWorker:
-    """Rank ``ctx.rank``'s share of a pipeline run; :meth:`train` runs it."""
+def check_pipeline(config, world_size: int, method: Method, microbatches: int | None) -> int:
+    """Raise :class:`UsageError` (one line) unless ``world_size`` ranks can run pipeline ``method`` on
+    ``config``; the number of microbatches per step (``microbatches``, or the method's default)."""
+    if not runs_pipeline(method):
+        raise UsageError(f"the pipeline runner runs synchronous pipeline schedules (gpipe, 1f1b), not {method.name!r}")
+    if config.method != "bprop":
+        raise UsageError(f"a pipeline is backprop over microbatches: its config's method must be 'bprop', "
+                         f"got {config.method!r}")
+    if world_size != config.layers:
+        raise UsageError(f"a pipeline runs one process per stage: {config.layers} stages need {config.layers} "
+                         f"processes, got {world_size}")
+    m = microbatches or method.default_microbatches(config.layers)
+    batch = config.batch_size
+    if m < 1 or batch % m or batch // m < 2:
+        raise UsageError(f"batch_size {batch} must split into {m} equal microbatches of at least 2 examples "
+                         f"(batch norm)")
+    return m
 
-    def __init__(self, ctx, run):
-        self.ctx, self.run, config, data = ctx, run, run.config, run.dataset
+
+class PipelineWorker:
+    """Rank ``ctx.rank``'s share of a pipeline run: stage ``ctx.rank`` of ``session``'s chain (see the module docstring)."""
+
+    def __init__(self, ctx, run, session):
+        self.ctx, self.run, config, data = ctx, run, run.config, session.data
+        self.session, self.runner = session, session.runner
         self.method = pipeline_method(run)
-        self.runner = runner = build_chain(config, data.input_shape, data.num_classes, "cpu")
-        self.rank, self.num_stages = ctx.rank, runner.num_stages
-        self.microbatches = m = getattr(run, "microbatches", None) or self.method.default_microbatches(self.num_stages)
-        self._check(config)
+        self.rank, self.num_stages = ctx.rank, self.runner.num_stages
+        self.microbatches = m = check_pipeline(config, ctx.world_size, self.method, getattr(run, "microbatches", None))
         r = self.rank
-        self.stage, self.optimizer = runner.stages[r], runner.optimizers[r]
+        self.owned = owned_names(session, range(r, r + 1))
+        self.stage, self.optimizer = self.runner.stages[r], self.runner.optimizers[r]
         self.micro_size = b = config.batch_size // m
-        shapes = [tuple(data.input_shape)] + output_shapes(runner.stages, data.input_shape)
+        shapes = [tuple(data.input_shape)] + output_shapes(self.runner.stages, data.input_shape)
         self.in_shape, self.out_shape = (b, *shapes[r]), (b, *shapes[r + 1])
-        self.x_train, self.y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-        self.batches = BatchStream(len(self.x_train), config.batch_size, config.seed)
+        self.x_train, self.y_train, self.batches = session.x_train, session.y_train, session.batches
         self.transport = Transport(r, ctx.timeout, max(run.max_pending, m), on_wait=lambda p, op, step: ctx.waiting_for(p),
                                    microbatches=m)
         self.program = pipeline_program(self.method, self.num_stages, m)[r]
         self.records: list[tuple] = []
         self.losses: list[float] = []
         self.errors: list[float] = []
-
-    def _check(self, config) -> None:
-        if not runs_pipeline(self.method):
-            raise UsageError(f"the pipeline runner runs synchronous pipeline schedules (gpipe, 1f1b), "
-                             f"not {self.method.name!r}")
-        if config.method != "bprop":
-            raise UsageError(f"a pipeline is backprop over microbatches: its config's method must be 'bprop', "
-                             f"got {config.method!r}")
-        if self.ctx.world_size != self.num_stages:
-            raise UsageError(f"one rank per stage: {self.num_stages} stages need world_size {self.num_stages}, "
-                             f"got {self.ctx.world_size}")
-        m, batch = self.microbatches, config.batch_size
-        if m < 1 or batch % m or batch // m < 2:
-            raise UsageError(f"batch_size {batch} must split into {m} equal microbatches of at least 2 examples "
-                             f"(batch norm)")
-        if config.lr_milestones:
-            raise UsageError("the multi-process runner has no learning-rate schedule: leave lr_milestones empty")
+        self.values: dict[int, dict] = {}  # step -> this rank's fields of its metric row, until taken
 
     # ---- the loop ----------------------------------------------------------------------
-
-    def train(self) -> dict:
-        """Run ``config.steps`` steps; this rank's records, losses and final stage state."""
-        for step in range(self.run.config.steps):
-            self.step(step)
-        self.finish()
-        return self.result()
 
     def settle(self) -> None:
         """Nothing is deferred: after :meth:`step` the stage is that of the step's end."""
@@ -129,6 +122,15 @@ class PipelineWorker:
     def finish(self) -> None:
         """Wait for every send to be received (before leaving the process group)."""
         self.transport.flush()
+
+    def take_values(self) -> dict[int, dict]:
+        """This rank's fields of the metric rows of the steps since the last call, by step."""
+        values, self.values = self.values, {}
+        return values
+
+    def describe(self) -> dict:
+        """The schedule, for the run's ``config.json``, manifest and summary (whose ``method`` is ``bprop``)."""
+        return {"pipeline": {"method": self.method.name, "microbatches": self.microbatches}}
 
     def result(self) -> dict:
         """This rank's records, losses, lists and final stage state (the keys of the stage worker's result)."""
@@ -140,6 +142,7 @@ class PipelineWorker:
     def step(self, step: int) -> None:
         """One step: the batch every rank draws, its microbatches, then this rank's pipeline actions."""
         index = self.batches.next()
+        self.values.setdefault(step, {})["epoch"] = self.batches.epoch
         x, y = self.x_train[index], self.y_train[index]
         b, m = self.micro_size, self.microbatches
         s = _Step(step, [x[j * b:(j + 1) * b] for j in range(m)], [y[j * b:(j + 1) * b] for j in range(m)])
@@ -156,6 +159,7 @@ class PipelineWorker:
         if self.rank == self.num_stages - 1:
             self.losses.append(sum(s.losses) / m)
             self.errors.append(sum(s.errors) / m)
+            self.values[step].update(loss=self.losses[-1], train_error=self.errors[-1])
 
     def _timed(self, step: int, action: Action, op, *args) -> None:
         self.ctx.mark(step, action)
@@ -221,9 +225,10 @@ class _Step:
         self.accumulating = False
 
 
-def pipeline_worker(ctx, run) -> dict:
-    """The launcher's worker (:func:`sglab.dist.launch.launch`) for a pipeline: train this rank's stage."""
-    return PipelineWorker(ctx, run).train()
+def pipeline_worker(ctx, run, out_dir=None, resume: bool = False, progress: bool = False) -> dict:
+    """The launcher's worker (:func:`sglab.dist.launch.launch`) for a pipeline: train this rank's stage
+    through :class:`~sglab.dist.rank_loop.RankLoop` (the run directory, if any); its results."""
+    return RankLoop(ctx, run, out_dir, resume, progress, PipelineWorker).train()
 
 
 def worker_for(method: str | Method) -> Callable:

@@ -17,6 +17,10 @@ last step), where they:
    (:class:`~sglab.dist.outputs.DistRunDir`), the ranks pass a barrier, and rank 0 writes the
    manifest (``checkpoint.pt``) and ``metrics.csv`` and removes older step directories.
 
+The loop is the same for every worker (:class:`RankLoop`): a stage run's, a 1-process run's and a
+pipeline's (:mod:`sglab.dist.pipeline_worker`, whose ranks defer nothing and whose step is every
+microbatch of the batch), so all three write the same run directory and resume the same way.
+
 The ranks do not meet between evaluation points, so a training loss that diverges at step
 ``t`` is noticed at the next one: the run stops there with the in-process trainer's rows,
 summary and kept checkpoint (of the last good evaluation), having computed a few wasted steps.
@@ -33,8 +37,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from sglab.dist.measured_trace import read_clock_reference
-from sglab.dist.outputs import MANIFEST_FORMAT, DistRunDir, NoRunDir, load_owned_state, owned_state
-from sglab.dist.stage_worker import make_worker
+from sglab.dist.outputs import MANIFEST_FORMAT, DistRunDir, NoRunDir, SummaryOf, load_owned_state, owned_state
 from sglab.probes import FidelityLog
 from sglab.training.classify import ClassifySession
 from sglab.training.loop import (
@@ -67,14 +70,24 @@ def row_of(values: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
 
 
 class RankLoop:
-    """Rank ``ctx.rank`` of a distributed run of ``run``; :meth:`train` runs it and returns this rank's result."""
+    """Rank ``ctx.rank`` of a distributed run of ``run``; :meth:`train` runs it and returns this rank's result.
 
-    def __init__(self, ctx, run, out_dir, resume: bool, progress: bool):
+    ``make_worker(ctx, run, session)`` makes the rank's worker: what runs its ops of each step
+    (:func:`sglab.dist.stage_worker.make_worker`, or :class:`~sglab.dist.pipeline_worker.PipelineWorker`).
+    A worker has ``step(step)``, ``settle()``, ``finish()``, ``take_values()``, ``values`` (this
+    rank's metric fields by step), ``owned`` (its modules' names), ``describe()`` (what the run's
+    config, manifest and summary record beyond the in-process trainer's) and ``result()``.
+    """
+
+    def __init__(self, ctx, run, out_dir, resume: bool, progress: bool, make_worker):
         self.ctx, self.run, self.config = ctx, run, run.config
         self.rank, self.coordinator = ctx.rank, ctx.rank == 0
         self.device = torch.device("cpu")
         self.session = ClassifySession(self.config, self.device, run.dataset)
         self.worker = make_worker(ctx, run, self.session)
+        self.described = self.worker.describe()
+        # the in-process summary, plus what the worker adds (a pipeline's schedule): what _summary reads of a session
+        self.summary_of = SummaryOf(self.config, self.described)
         self.run_dir = DistRunDir(out_dir) if out_dir is not None else NoRunDir()
         self.resume, self.progress = resume, progress
         self.group = dist.new_group(backend="gloo", timeout=timedelta(seconds=max(ctx.timeout, MEETING_TIMEOUT)))
@@ -85,11 +98,12 @@ class RankLoop:
     # ---- the loop ----------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
+        """Run the steps from the start (or the checkpoint), meeting at each evaluation point; this rank's result."""
         config, worker, session = self.config, self.worker, self.session
         start, elapsed, rows, history = self._start()
         last_good, step, self.outcome = start, start, None
         bar = tqdm(total=config.steps, initial=start, disable=not (self.progress and self.coordinator), unit="step",
-                   desc=f"{config.task_name} {config.method} ({self.ctx.world_size} process"
+                   desc=f"{config.task_name} {self.run.label()} ({self.ctx.world_size} process"
                    f"{'es' if self.ctx.world_size > 1 else ''})")
         self.bar = bar
         for step in range(start + 1, config.steps + 1):
@@ -114,7 +128,7 @@ class RankLoop:
         result = {**worker.result(), "clock": self.clock, "owned": worker.owned}
         if self.coordinator:
             if self.outcome is None:
-                summary = _summary(config, session, rows, step, self.elapsed, "completed", last_good)
+                summary = _summary(config, self.summary_of, rows, step, self.elapsed, "completed", last_good)
                 _write_rows(self.run_dir, rows, self.probes)
                 self.run_dir.write_summary(summary)
                 self.outcome = {"status": "completed", "summary": summary}
@@ -133,7 +147,7 @@ class RankLoop:
                                                       "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
         if self.coordinator:
             record = _config_record(self.config, self.session, self.device, history)
-            self.run_dir.write_config({**record, "processes": self.ctx.world_size})
+            self.run_dir.write_config({**record, "processes": self.ctx.world_size, **self.described})
         self.elapsed = elapsed  # rank 0: the training time up to the last meeting (its slowest rank's)
         return start, elapsed, rows, history
 
@@ -177,9 +191,9 @@ class RankLoop:
 
     def _diverged(self, rows: list, step: int, elapsed: float, last_good: int, what: str) -> dict[str, Any]:
         try:
-            _stop(self.run_dir, self.config, self.session, rows, self.probes, step, elapsed, last_good, what, self.bar)
+            _stop(self.run_dir, self.config, self.summary_of, rows, self.probes, step, elapsed, last_good, what, self.bar)
         except TrainingDiverged as err:
-            summary = _summary(self.config, self.session, rows, step, elapsed, "diverged", last_good)
+            summary = _summary(self.config, self.summary_of, rows, step, elapsed, "diverged", last_good)
             self.outcome = {"status": "diverged", "message": str(err), "summary": {**summary, "diverged_at_step": step}}
         return {"stop": True}
 
@@ -194,6 +208,6 @@ class RankLoop:
                 "format": MANIFEST_FORMAT, "task": self.config.task_name, "config": self.config.to_dict(), "step": step,
                 "elapsed_s": elapsed, "metrics": rows, "fidelity": [], "history": history, "processes": processes,
                 "rank_files": [str(self.run_dir.rank_checkpoint(step, r).relative_to(self.run_dir.path))
-                               for r in range(processes)]})
+                               for r in range(processes)], **self.described})
             _write_rows(self.run_dir, rows, self.probes)
             self.run_dir.prune(keep=step)

@@ -9,86 +9,38 @@
     train_distributed(DistRun(config, dataset), "runs/dni2")               # the in-process trainer's run directory
     train_distributed(DistRun(config, dataset), "runs/dni2", resume=True)  # continue it, bitwise
     train_distributed(DistRun(config, dataset, processes=1), "runs/one")   # every stage in one process
+    train_distributed(DistRun(bprop_config, dataset, method="1f1b", microbatches=8), "runs/1f1b")  # a pipeline
 
 ``train_distributed`` starts ``processes`` local processes (gloo): ``config.layers`` (one per
-stage, the default) or 1 (one rank holding the whole chain). With ``out_dir`` it writes what
+stage, the default) or 1 (one rank holding the whole chain). A pipeline schedule (``method``
+``gpipe`` or ``1f1b``, on a ``bprop`` config) runs one rank per stage through
+:mod:`sglab.dist.pipeline_worker`, with the same outputs. With ``out_dir`` it writes what
 :func:`sglab.training.train` writes (:mod:`sglab.dist.outputs`) plus ``trace.csv`` and
 ``trace.json``; Ctrl-C stops every rank and leaves the last complete checkpoint to resume.
-Under ``torchrun`` call ``run_from_env(stage_worker, run)`` on every rank instead (:mod:`sglab.dist.launch`).
+Under ``torchrun`` call ``run_from_env(worker_for(run.resolved_method()), run)`` on every rank instead
+(:mod:`sglab.dist.launch`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
 from sglab.dist.launch import launch
 from sglab.dist.measured_trace import merge_records
 from sglab.dist.outputs import DistRunDir, SummaryOf, read_manifest
+from sglab.dist.pipeline_worker import check_pipeline, worker_for
 from sglab.dist.program import rank_step
-from sglab.dist.stage_worker import stage_worker
+from sglab.dist.run_spec import DistRun, FailAt, InjectedFault
 from sglab.errors import SglabError, UsageError
 from sglab.io import atomic_write_text
-from sglab.methods import MethodError
-from sglab.ops import Action
+from sglab.methods import Method, MethodError, get_method
 from sglab.trace import write_chrome_trace
 from sglab.training.config import ClassifyConfig
 from sglab.training.loop import TrainingDiverged, _summary, check_resumable
-
-
-class InjectedFault(SglabError):
-    """The failure that :class:`FailAt` raises on purpose (to test that a broken run stops and says where)."""
-
-
-@dataclass(frozen=True)
-class FailAt:
-    """Make rank ``rank`` fail as it begins ``op`` of step ``step``: raise, or with ``hard`` die without a word."""
-
-    rank: int
-    step: int
-    op: str
-    hard: bool = False
-
-    def __call__(self, rank: int, step: int, action: Action) -> None:
-        """Called by a rank before each op; fails at the chosen one."""
-        if (rank, step, action.op) == (self.rank, self.step, self.op):
-            if self.hard:
-                os._exit(3)  # no exception, no message: only the launcher's shared last op can name it
-            raise InjectedFault(f"injected failure at {action} of step {step}")
-
-
-@dataclass
-class DistRun:
-    """A classification run of ``config`` on ``dataset``, one rank per stage (``config.layers`` ranks) or one rank.
-
-    Attributes:
-        config: a :class:`~sglab.training.config.ClassifyConfig`; the chain, optimizers, seed and
-            batches are built from it exactly as the in-process trainer builds them.
-        dataset: a :class:`~sglab.data.Dataset` (sent to every rank).
-        target_lag: DNI's ``T_r`` of step ``t`` runs at the latest before ``S_r`` of step
-            ``t + 1 + target_lag`` (0: the in-process order, identical results).
-        max_pending: sends to one peer that may be in flight before a rank waits (how far an
-            unlocked stage runs ahead of the next).
-        fault: called before every op as ``fault(rank, step, action)`` (tests: :class:`FailAt`).
-        processes: ranks: ``config.layers`` (None, the default: one per stage) or 1 (every stage
-            in one process, running the in-process runner's step through the same loop and outputs).
-    """
-
-    config: Any
-    dataset: Any
-    target_lag: int = 0
-    max_pending: int = 2
-    fault: Callable[[int, int, Action], None] | None = None
-    processes: int | None = None
-
-    @property
-    def world_size(self) -> int:
-        """How many ranks the run has."""
-        return self.config.layers if self.processes is None else self.processes
 
 
 @dataclass
@@ -115,7 +67,7 @@ class DistResult:
 
     @property
     def records(self) -> list[dict]:
-        """Every op every rank ran, one dict per op (see :data:`~sglab.dist.stage_worker.RECORD_FIELDS`)."""
+        """Every op every rank ran, one dict per op (see :data:`~sglab.dist.measured_trace.RECORD_FIELDS`)."""
         return [record for rank in self.ranks for record in rank["records"]]
 
     def state(self, module: str = "stage") -> list[dict]:
@@ -127,8 +79,20 @@ class DistResult:
         return merge_records(self.records, {rank["rank"]: rank["clock"] for rank in self.ranks}, align)
 
 
-def check_supported(config, processes: int) -> None:
-    """Raise :class:`UsageError` (one line) unless the multi-process runner can train ``config`` on ``processes`` ranks."""
+__all__ = ["DistResult", "DistRun", "FailAt", "InjectedFault", "check_supported", "pipeline_record", "train_distributed"]
+
+
+def pipeline_record(method: str | Method | None, config, microbatches: int | None) -> dict[str, Any] | None:
+    """What a run of ``method`` records as ``pipeline`` in its config, manifest and summary (None: not a pipeline)."""
+    method = get_method(method or config.method) if not isinstance(method, Method) else method
+    if not method.pipelined:
+        return None
+    return {"method": method.name, "microbatches": microbatches or method.default_microbatches(config.layers)}
+
+
+def check_supported(config, processes: int, method: str | Method | None = None, microbatches: int | None = None) -> None:
+    """Raise :class:`UsageError` (one line) unless the multi-process runner can train ``config`` on ``processes``
+    ranks, with pipeline schedule ``method`` if given (None: ``config.method``) in ``microbatches`` per step."""
     if not isinstance(config, ClassifyConfig):
         raise UsageError(f"the multi-process runner trains the classify task only, not {config.task_name!r}")
     if processes not in (1, config.layers):
@@ -138,6 +102,16 @@ def check_supported(config, processes: int) -> None:
         raise UsageError(f"the multi-process runner trains on the CPU (gloo), not on device {config.device!r}")
     if config.probe_every is not None:
         raise UsageError("the multi-process runner has no fidelity probes: leave probe_every unset")
+    if method is not None:
+        method = method if isinstance(method, Method) else get_method(method)  # MethodError is a UsageError
+        if method.pipelined:
+            check_pipeline(config, processes, method, microbatches)
+            return
+        if method.name != config.resolved_method().name:
+            raise UsageError(f"DistRun's method is for pipeline schedules (gpipe, 1f1b); set {method.name!r} as the "
+                             f"config's method instead (it is {config.method!r})")
+    if microbatches is not None:
+        raise UsageError("microbatches apply to a pipeline schedule (method gpipe or 1f1b) only")
     if processes == 1:
         return
     method = config.resolved_method()
@@ -164,27 +138,32 @@ def train_distributed(run: DistRun, out_dir: str | Path | None = None, resume: b
     config = run.config
     config.validate()
     processes = run.world_size
-    check_supported(config, processes)
+    check_supported(config, processes, run.method, run.microbatches)
+    worker = worker_for(run.resolved_method())
+    pipeline = pipeline_record(run.method, config, run.microbatches)
     run_dir = None if out_dir is None else DistRunDir(out_dir)
     if resume:
         if run_dir is None:
             raise UsageError("resume needs the run directory (out_dir) to continue")
         manifest = read_manifest(run_dir, processes)
         check_resumable(config, manifest)
+        if manifest.get("pipeline") != pipeline:
+            raise UsageError(f"cannot resume: the run in {run_dir.path} was trained as {_schedule(manifest.get('pipeline'))}, "
+                             f"not as {_schedule(pipeline)}")
     if run_dir is not None:
         run_dir.open()
         # a fresh run keeps an old run's last checkpoint until its own first one, as the in-process trainer does
         run_dir.prune(keep=run_dir.load_checkpoint().get("step") if run_dir.checkpoint.exists() else None)
     try:
-        results = launch(stage_worker, processes, run, None if run_dir is None else str(run_dir.path), resume, progress,
+        results = launch(worker, processes, run, None if run_dir is None else str(run_dir.path), resume, progress,
                          timeout=timeout, run_timeout=run_timeout, threads=threads)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(_interrupted(config, run_dir)) from None
+        raise KeyboardInterrupt(_interrupted(config, run_dir, {} if pipeline is None else {"pipeline": pipeline})) from None
     result = DistResult(results, None if run_dir is None else run_dir.path)
     if run_dir is not None:
         trace = result.trace()
         atomic_write_text(run_dir.trace, trace.to_csv(index=False))
-        write_chrome_trace(run_dir.chrome_trace, trace, f"sglab train {config.task_name} {config.method} "
+        write_chrome_trace(run_dir.chrome_trace, trace, f"sglab train {config.task_name} {run.label()} "
                            f"({processes} processes)", metadata={"clock": "perf_counter_ns aligned by time_ns after a "
                                                                 "barrier (sglab.dist.measured_trace)"})
     if result.ranks[0]["status"] == "diverged":
@@ -192,7 +171,12 @@ def train_distributed(run: DistRun, out_dir: str | Path | None = None, resume: b
     return result
 
 
-def _interrupted(config, run_dir: DistRunDir | None) -> str:
+def _schedule(pipeline: dict[str, Any] | None) -> str:
+    """``gpipe of 4 microbatches``, or ``no pipeline``: how a run's ``pipeline`` record reads in an error."""
+    return "no pipeline" if pipeline is None else f"{pipeline['method']} of {pipeline['microbatches']} microbatches"
+
+
+def _interrupted(config, run_dir: DistRunDir | None, extra: dict[str, Any]) -> str:
     """Write an interrupted run's summary (as the in-process trainer does) and say how to continue."""
     if run_dir is None:
         return "interrupted (no run directory, nothing to resume)"
@@ -202,7 +186,7 @@ def _interrupted(config, run_dir: DistRunDir | None) -> str:
         manifest = {"step": 0, "elapsed_s": 0.0, "metrics": []}
     last_good = manifest["step"]
     kept = [r for r in manifest["metrics"] if r["step"] <= last_good]
-    run_dir.write_summary(_summary(config, SummaryOf(config), kept, last_good, manifest["elapsed_s"], "interrupted",
+    run_dir.write_summary(_summary(config, SummaryOf(config, extra), kept, last_good, manifest["elapsed_s"], "interrupted",
                                    last_good))
     if not last_good:
         return f"interrupted before the first checkpoint; {run_dir.path} has nothing to resume"

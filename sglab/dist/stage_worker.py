@@ -8,8 +8,8 @@ generator for stochastic updates and unlocking), trains stage ``r`` with its opt
 the same seeded :class:`~sglab.tasks.classify.BatchStream` (every rank draws them: rank 0 reads
 ``x``, the last rank ``y``, and cDNI's synthesizers read the label on every rank).
 
-:class:`WholeChainWorker` is the one rank of a 1-process run: it holds every stage and runs the
-session's own step (the in-process runner's op order, no messages), recording each op.
+:class:`~sglab.dist.whole_chain.WholeChainWorker` is the one rank of a 1-process run: it holds
+every stage and runs the session's own step (the in-process runner's op order, no messages).
 
 Each step runs :func:`sglab.dist.program.rank_step`'s ops; each compute op is the same call of
 :mod:`sglab.exec.ops` that :class:`sglab.exec.chain.ChainRunner` makes, on the same tensors. So
@@ -35,7 +35,6 @@ metric rows, :attr:`owned` for what its checkpoint holds.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from functools import lru_cache
@@ -43,18 +42,19 @@ from types import SimpleNamespace
 
 import torch
 
+from sglab.dist.measured_trace import RECORD_FIELDS
 from sglab.dist.outputs import owned_names
 from sglab.dist.program import peer, rank_step
+from sglab.dist.rank_loop import RankLoop
 from sglab.dist.transport import BACKWARD, FORWARD, Transport
+from sglab.dist.whole_chain import WholeChainWorker
 from sglab.errors import UsageError
 from sglab.exec import ops
 from sglab.exec.chain import label_context
-from sglab.exec.observe import Observer
 from sglab.models.chains import output_shapes
 from sglab.ops import Action
 
-#: The fields of one op record (a tuple per op, to keep recording cheap).
-RECORD_FIELDS = ("rank", "stage", "op", "step", "microbatch", "start_ns", "end_ns", "start_wall_ns", "end_wall_ns")
+__all__ = ["RECORD_FIELDS", "StageWorker", "WholeChainWorker", "make_worker", "stage_worker"]
 
 
 class StageWorker:
@@ -113,6 +113,10 @@ class StageWorker:
         """This rank's fields of the metric rows of the steps since the last call, by step."""
         values, self.values = self.values, {}
         return values
+
+    def describe(self) -> dict:
+        """What the run's records add to the in-process ones (config, manifest, summary): nothing."""
+        return {}
 
     def result(self) -> dict:
         """This rank's records, losses and final module states."""
@@ -239,60 +243,6 @@ class StageWorker:
         self.values[s.step][f"input_loss_{self.rank - 1}"] = loss
 
 
-class _Recorder(Observer):
-    """Times every op of a :class:`~sglab.exec.chain.ChainRunner` step as a :data:`RECORD_FIELDS` tuple."""
-
-    def __init__(self, worker: "WholeChainWorker"):
-        self.worker, self.step = worker, 0
-
-    @contextlib.contextmanager
-    def op(self, action: Action):
-        worker = self.worker
-        worker.ctx.mark(self.step, action)
-        if worker.run.fault is not None:
-            worker.run.fault(worker.rank, self.step, action)
-        start, start_wall = time.perf_counter_ns(), time.time_ns()
-        yield
-        worker.records.append((worker.rank, action.stage, action.op, self.step, action.microbatch, start,
-                               time.perf_counter_ns(), start_wall, time.time_ns()))
-
-
-class WholeChainWorker:
-    """The one rank of a 1-process run: every stage, trained by the session's own step (no messages)."""
-
-    def __init__(self, ctx, run, session):
-        if ctx.world_size != 1:
-            raise UsageError(f"a rank holding every stage runs alone, not in a world of {ctx.world_size}")
-        self.ctx, self.run, self.session, self.rank = ctx, run, session, ctx.rank
-        self.owned = owned_names(session, range(session.runner.num_stages))
-        self.records: list[tuple] = []
-        self.values: dict[int, dict] = {}
-        self._recorder = _Recorder(self)
-
-    def step(self, step: int) -> None:
-        """One step of the in-process runner; ``step`` counts from 0 (records and messages), the loop's from 1."""
-        self._recorder.step = step
-        self.values[step] = self.session.step(step + 1, self._recorder)
-
-    def settle(self) -> None:
-        """Nothing waits: every op of a step ran within it."""
-
-    def finish(self) -> None:
-        """Nothing is in flight."""
-
-    def take_values(self) -> dict[int, dict]:
-        """The metric rows' fields of the steps since the last call, by step."""
-        values, self.values = self.values, {}
-        return values
-
-    def result(self) -> dict:
-        """This rank's records and final module states (every stage's)."""
-        runner = self.session.runner
-        return {"rank": self.rank, "records": [dict(zip(RECORD_FIELDS, r)) for r in self.records],
-                "loss": [], "error": [], "synth_loss": {},
-                "state": {"stages": [{k: v.clone() for k, v in stage.state_dict().items()} for stage in runner.stages]}}
-
-
 def make_worker(ctx, run, session):
     """The worker of rank ``ctx.rank``: all stages in a world of one, else stage ``ctx.rank``."""
     return WholeChainWorker(ctx, run, session) if ctx.world_size == 1 else StageWorker(ctx, run, session)
@@ -300,6 +250,4 @@ def make_worker(ctx, run, session):
 
 def stage_worker(ctx, run, out_dir=None, resume: bool = False, progress: bool = False) -> dict:
     """The launcher's worker (:func:`sglab.dist.launch.launch`): train this rank's stages; its results."""
-    from sglab.dist.rank_loop import RankLoop
-
-    return RankLoop(ctx, run, out_dir, resume, progress).train()
+    return RankLoop(ctx, run, out_dir, resume, progress, make_worker).train()

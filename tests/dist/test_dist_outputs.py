@@ -239,7 +239,26 @@ def test_sglab_train_processes_writes_the_run_directory_and_resumes(tmp_path, ca
     assert read_json(out / "summary.json")["steps"] == 9 and read_json(out / "config.json")["processes"] == 2
 
 
+def test_sglab_train_runs_a_pipeline_schedule_and_resumes_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["--layers", "2", "--width", "16", "--batch-size", "32", "--eval-every", "3", "--limit-train", "256",
+             "--out", str(out), "--no-progress"]
+    assert main(["train", "--processes", "2", "--method", "gpipe", "--microbatches", "4", "--steps", "3", *flags]) == 0
+    assert "gpipe (bprop over 4 microbatches)" in capsys.readouterr().out
+    record = read_json(out / "config.json")
+    assert record["config"]["method"] == "bprop" and record["pipeline"] == {"method": "gpipe", "microbatches": 4}
+    assert main(["train", "--resume", "--steps", "6", "--out", str(out), "--no-progress"]) == 0  # the same pipeline
+    summary = read_json(out / "summary.json")
+    assert summary["steps"] == 6 and summary["pipeline"] == {"method": "gpipe", "microbatches": 4}
+    trace = read_trace(out / "trace.csv")
+    assert set(trace.step) == {3, 4, 5} and set(trace.microbatch) == {0, 1, 2, 3}  # the resumed steps
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--method", "gpipe", "--layers", "2"], "runs with --processes (one per stage)"),
+    (["--method", "1f1b", "--layers", "2", "--processes", "1"], "one process per stage"),
+    (["--method", "dni", "--layers", "2", "--processes", "2", "--microbatches", "4"], "--microbatches applies to a pipeline"),
+    (["--method", "gpipe", "--layers", "2", "--processes", "2", "--microbatches", "5"], "must split into 5 equal"),
     (["--task", "copy", "--processes", "2"], "--processes applies to --task classify"),
     (["--layers", "3", "--processes", "2"], "processes must be 1 (every stage in one process) or the number of layers (3"),
     (["--layers", "2", "--processes", "2", "--synth-loss", "sobolev"], "l2 only"),

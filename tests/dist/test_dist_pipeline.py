@@ -1,4 +1,5 @@
-"""Locked pipeline baselines across processes (gloo, 2 ranks): gpipe and 1f1b run the registry's lists.
+"""Locked pipeline baselines across processes (gloo, 2 ranks): gpipe and 1f1b run the registry's lists, and write
+the run directory (metrics, summary, a checkpoint per rank, resume) and the measured trace as stage runs do.
 
 No in-process runner runs gpipe or 1f1b (they are the simulator's), so the reference is backprop
 over microbatches written out here with the same calls of :mod:`sglab.exec.ops`: per stage the
@@ -9,17 +10,20 @@ the comparison is bitwise. With one microbatch a pipeline is backprop, and match
 tolerance would mean much: batch norm normalises each microbatch by its own statistics.
 """
 
+import json
 from collections import Counter
 
+import pandas as pd
 import pytest
 import torch
 
 from sglab.costprofile import CostProfile, Measurement, StageCost
-from sglab.dist import launch
+from sglab.dist import DistRun, FailAt, RankFailed, train_distributed
+from sglab.dist.outputs import DistRunDir, merge_rank_states
 from sglab.dist.pipeline_worker import PipelineRun, pipeline_worker, worker_for
 from sglab.dist.program import pipeline_program
-from sglab.dist.run import DistResult
 from sglab.dist.stage_worker import stage_worker
+from sglab.errors import UsageError
 from sglab.exec import ops
 from sglab.methods import get_method
 from sglab.schedules import with_communication
@@ -32,14 +36,14 @@ from sglab.training.build import build_chain
 STEPS, MICRO, RANKS = 4, 4, 2
 
 
-def tiny(steps=STEPS):
-    return ClassifyConfig(method="bprop", layers=RANKS, width=32, batch_size=32, steps=steps, lr=3e-3,
-                          device="cpu", dataset="patterns")
+def tiny(steps=STEPS, **fields):
+    return ClassifyConfig(**{**dict(method="bprop", layers=RANKS, width=32, batch_size=32, steps=steps, lr=3e-3,
+                                    device="cpu", dataset="patterns"), **fields})
 
 
-def run_pipeline(config, data, method, microbatches):
-    run = PipelineRun(config, data, method=method, microbatches=microbatches)
-    return DistResult(launch(pipeline_worker, config.layers, run, timeout=30, run_timeout=60))
+def run_pipeline(config, data, method, microbatches, out=None, resume=False):
+    run = DistRun(config, data, method=method, microbatches=microbatches)
+    return train_distributed(run, out, resume, timeout=30, run_timeout=60)
 
 
 def microbatched_backprop(config, data, microbatches):
@@ -166,6 +170,99 @@ def test_every_op_of_every_step_is_recorded_exactly_once(pipelines, name):
             assert record["end_wall_ns"] >= sends[record["step"], record["microbatch"]]["start_wall_ns"]
 
 
+@pytest.mark.parametrize("name", ["gpipe", "1f1b"])
+def test_the_trace_has_every_op_of_every_microbatch_of_every_step_once(pipelines, name):
+    config, results = pipelines
+    trace = results[name].trace()
+    program = pipeline_program(get_method(name), RANKS, MICRO)
+    expected = Counter((a.stage, a.op, step, a.microbatch) for step in range(STEPS) for r in range(RANKS)
+                       for a in program[r])
+    assert Counter(zip(trace.stage, trace.op, trace.step, trace.microbatch)) == expected  # each exactly once
+    assert set(trace[trace.op == "F"].microbatch) == set(range(MICRO))  # the microbatch is filled in
+    assert set(trace[trace.kind == "device"].device) == {"rank0", "rank1"}
+    assert set(trace[trace.kind == "link"].device) == {"rank0->rank1", "rank1->rank0"}
+    assert trace.start_ns.min() >= 0
+    for step in range(STEPS):  # one clock: rank 1's F of a microbatch starts after rank 0's F of it ended
+        at = trace[trace.step == step]
+        f0 = at[(at.stage == 0) & (at.op == "F")].set_index("microbatch").end_ns
+        f1 = at[(at.stage == 1) & (at.op == "F")].set_index("microbatch").start_ns
+        assert (f1 >= f0).all()
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def leaves(tree, prefix=""):
+    """(path, leaf) of every tensor and number in a nested state."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from leaves(value, f"{prefix}/{key}")
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from leaves(value, f"{prefix}/{i}")
+    else:
+        yield prefix, tree
+
+
+def test_a_pipeline_writes_the_run_directory_and_resumes_bitwise(patterns, tmp_path):
+    config = tiny(steps=8, eval_every=4, log_every=2)
+    whole = run_pipeline(config, patterns, "1f1b", MICRO, tmp_path / "whole")
+    run_pipeline(tiny(steps=4, eval_every=4, log_every=2), patterns, "1f1b", MICRO, tmp_path / "split")
+    resumed = run_pipeline(config, patterns, "1f1b", MICRO, tmp_path / "split", resume=True)
+    # the losses are the microbatched reference's, logged as the in-process trainer logs them
+    _, losses = microbatched_backprop(config, patterns, MICRO)
+    assert whole.loss == losses
+    metrics = pd.read_csv(tmp_path / "whole" / "metrics.csv")
+    train_rows = metrics[metrics.kind == "train"]
+    assert list(train_rows.step) == [2, 4, 6, 8] and list(train_rows.loss) == [losses[s - 1] for s in (2, 4, 6, 8)]
+    assert list(metrics[metrics.kind == "eval"].step) == [4, 8]
+    schedule = {"method": "1f1b", "microbatches": MICRO}
+    for out in ("whole", "split"):
+        assert read_json(tmp_path / out / "config.json")["pipeline"] == schedule
+        assert read_json(tmp_path / out / "summary.json")["pipeline"] == schedule
+        assert read_json(tmp_path / out / "config.json")["config"]["method"] == "bprop"
+    assert read_json(tmp_path / "split" / "config.json")["resumed"][0]["resumed_at_step"] == 4
+    assert resumed.summary == read_json(tmp_path / "split" / "summary.json")
+    a, b = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=["time_s"]) for d in ("whole", "split"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    states = []
+    for out in ("whole", "split"):
+        run = DistRunDir(tmp_path / out)
+        manifest = run.load_checkpoint()
+        assert manifest["step"] == 8 and manifest["pipeline"] == schedule
+        states.append(merge_rank_states([run.load_rank_checkpoint(8, r) for r in range(RANKS)]))
+    flat = [dict(leaves(state)) for state in states]  # modules, optimizers, batch order, generators
+    assert flat[0].keys() == flat[1].keys() and any("optimizers" in key for key in flat[0])
+    for key, value in flat[0].items():
+        assert torch.equal(value, flat[1][key]) if torch.is_tensor(value) else value == flat[1][key], key
+    with pytest.raises(UsageError, match="trained as 1f1b of 4 microbatches, not as gpipe of 4"):
+        run_pipeline(config, patterns, "gpipe", MICRO, tmp_path / "split", resume=True)
+    with pytest.raises(UsageError, match="not as no pipeline"):
+        train_distributed(DistRun(config, patterns), tmp_path / "split", resume=True)
+
+
+def test_a_failing_rank_is_named_with_the_microbatch_of_its_last_op(patterns):
+    run = DistRun(tiny(), patterns, method="gpipe", microbatches=MICRO, fault=FailAt(rank=1, step=1, op="B",
+                                                                                    microbatch=3, hard=True))
+    with pytest.raises(RankFailed) as caught:
+        train_distributed(run, timeout=20, run_timeout=60)
+    assert caught.value.rank == 1 and "in 1B3 of step 1" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("fields, run, message", [
+    ({"method": "dni"}, {"method": "gpipe"}, "config's method must be 'bprop'"),
+    ({}, {"method": "gpipe", "processes": 1}, "one process per stage"),
+    ({}, {"method": "1f1b", "microbatches": 5}, "batch_size 32 must split into 5 equal microbatches"),
+    ({}, {"microbatches": 4}, "microbatches apply to a pipeline schedule"),
+    ({}, {"method": "dni"}, "set 'dni' as the config's method"),
+])
+def test_what_a_pipeline_cannot_run_is_refused_before_any_rank_starts(fields, run, message, patterns):
+    with pytest.raises(UsageError, match=message):
+        train_distributed(DistRun(tiny(**fields), patterns, **run))
+
+
 def test_worker_for_dispatches_pipelines_to_the_pipeline_worker():
     assert worker_for("gpipe") is worker_for("pipedream-flush") is worker_for(get_method("1f1b")) is pipeline_worker
     assert worker_for("bprop") is worker_for("dni") is stage_worker
+    assert PipelineRun(tiny(), None).resolved_method().name == "gpipe"  # the older spelling of DistRun(method="gpipe")
