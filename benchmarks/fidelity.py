@@ -18,7 +18,7 @@
 
 Runs go through a process pool, one torch thread each; every run is a run directory under
 ``--out``/runs, so an interrupted benchmark resumes where it stopped. Writes ``runs.csv`` (one
-row per run), ``fidelity.csv`` (every probe row, tagged), ``selection.csv``,
+row per run), ``fidelity.csv.gz`` (every probe row, tagged; ``pd.read_csv`` reads it), ``selection.csv``,
 ``deep_linear.csv``, ``tables.md`` and ``provenance.json`` into ``--out``, and the figures into
 ``--figures``.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import gzip
 import json
 import shutil
 import time
@@ -40,7 +41,7 @@ import torch
 from analysis.deep_linear import compare
 from analysis.fidelity import load_fidelity
 from analysis.fidelity_figures import fidelity_table, plot_depth, plot_over_training, plot_variants
-from sglab.io import atomic_write_json, atomic_write_text, provenance
+from sglab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, provenance
 from sglab.training import ClassifyConfig, CopyConfig, TwoRNNConfig, train
 
 BUDGET = {"steps": 1500, "probe_every": 100, "eval_every": 500, "select_steps": 800, "cnn_steps": 400,
@@ -239,7 +240,7 @@ def main() -> None:
     fidelity, files = figures(runs, args.out, args.figures)
     atomic_write_text(args.out / "runs.csv", pd.concat([selection, runs]).to_csv(index=False))
     atomic_write_text(args.out / "selection.csv", selection.to_csv(index=False))
-    atomic_write_text(args.out / "fidelity.csv", fidelity.to_csv(index=False))
+    atomic_write_bytes(args.out / "fidelity.csv.gz", gzip.compress(fidelity.to_csv(index=False).encode(), mtime=0))
     atomic_write_text(args.out / "deep_linear.csv", linear.to_csv(index=False))
     atomic_write_text(args.out / "tables.md", tables_md(runs, fidelity, selection, linear))
     atomic_write_json(args.out / "provenance.json", {

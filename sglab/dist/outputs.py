@@ -177,3 +177,21 @@ class SummaryOf:
     def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The in-process summary's keys of ``rows``, then the extra ones."""
         return {**ClassifySession.summary(self, rows), **self.extra}
+
+
+class MetricValues:
+    """What every rank's worker shares: its fields of the metric rows, handed to the loop step by step.
+
+    A worker fills ``self.values[step]``; the loop takes them at each meeting (:meth:`take_values`).
+    """
+
+    values: dict[int, dict]
+
+    def take_values(self) -> dict[int, dict]:
+        """This rank's fields of the metric rows of the steps since the last call, by step."""
+        values, self.values = self.values, {}
+        return values
+
+    def describe(self) -> dict:
+        """What the run's records add to the in-process ones (config, manifest, summary): nothing."""
+        return {}

@@ -44,7 +44,7 @@ from typing import Any, Callable
 import torch
 
 from sglab.dist.measured_trace import RECORD_FIELDS
-from sglab.dist.outputs import owned_names
+from sglab.dist.outputs import MetricValues, owned_names
 from sglab.dist.program import peer, pipeline_program, runs_pipeline
 from sglab.dist.rank_loop import RankLoop
 from sglab.dist.run_spec import DistRun
@@ -90,7 +90,7 @@ def check_pipeline(config, world_size: int, method: Method, microbatches: int | 
     return m
 
 
-class PipelineWorker:
+class PipelineWorker(MetricValues):
     """Rank ``ctx.rank``'s share of a pipeline run: stage ``ctx.rank`` of ``session``'s chain (see the module docstring)."""
 
     def __init__(self, ctx, run, session):
@@ -122,11 +122,6 @@ class PipelineWorker:
     def finish(self) -> None:
         """Wait for every send to be received (before leaving the process group)."""
         self.transport.flush()
-
-    def take_values(self) -> dict[int, dict]:
-        """This rank's fields of the metric rows of the steps since the last call, by step."""
-        values, self.values = self.values, {}
-        return values
 
     def describe(self) -> dict:
         """The schedule, for the run's ``config.json``, manifest and summary (whose ``method`` is ``bprop``)."""

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from sglab.errors import SglabError
 from sglab.io import atomic_write_json, atomic_write_text, strict_json
+from sglab.profiling.inrun import device_name
 
 if TYPE_CHECKING:
     from sglab.dist.hardware_probe import ProbeResult
@@ -40,14 +41,8 @@ def _median(values) -> float:
 
 
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what :mod:`platform` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (the profiler's :func:`~sglab.profiling.inrun.device_name`)."""
+    return device_name(torch.device("cpu"))
 
 
 def memory_total_bytes() -> int | None:

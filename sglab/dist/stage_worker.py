@@ -43,7 +43,7 @@ from types import SimpleNamespace
 import torch
 
 from sglab.dist.measured_trace import RECORD_FIELDS
-from sglab.dist.outputs import owned_names
+from sglab.dist.outputs import MetricValues, owned_names
 from sglab.dist.program import peer, rank_step
 from sglab.dist.rank_loop import RankLoop
 from sglab.dist.transport import BACKWARD, FORWARD, Transport
@@ -57,7 +57,7 @@ from sglab.ops import Action
 __all__ = ["RECORD_FIELDS", "StageWorker", "WholeChainWorker", "make_worker", "stage_worker"]
 
 
-class StageWorker:
+class StageWorker(MetricValues):
     """Rank ``ctx.rank``'s share of training ``run.config`` on ``run.dataset``, stage ``ctx.rank`` of ``session``'s chain."""
 
     def __init__(self, ctx, run, session):
@@ -109,14 +109,6 @@ class StageWorker:
         self._drain(until=None)
         self.transport.flush()
 
-    def take_values(self) -> dict[int, dict]:
-        """This rank's fields of the metric rows of the steps since the last call, by step."""
-        values, self.values = self.values, {}
-        return values
-
-    def describe(self) -> dict:
-        """What the run's records add to the in-process ones (config, manifest, summary): nothing."""
-        return {}
 
     def result(self) -> dict:
         """This rank's records, losses and final module states."""

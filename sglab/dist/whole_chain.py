@@ -12,7 +12,7 @@ import contextlib
 import time
 
 from sglab.dist.measured_trace import RECORD_FIELDS
-from sglab.dist.outputs import owned_names
+from sglab.dist.outputs import MetricValues, owned_names
 from sglab.errors import UsageError
 from sglab.exec.observe import Observer
 from sglab.ops import Action
@@ -36,7 +36,7 @@ class _Recorder(Observer):
                                time.perf_counter_ns(), start_wall, time.time_ns()))
 
 
-class WholeChainWorker:
+class WholeChainWorker(MetricValues):
     """The one rank of a 1-process run: every stage, trained by the session's own step (no messages)."""
 
     def __init__(self, ctx, run, session):
@@ -59,14 +59,6 @@ class WholeChainWorker:
     def finish(self) -> None:
         """Nothing is in flight."""
 
-    def take_values(self) -> dict[int, dict]:
-        """The metric rows' fields of the steps since the last call, by step."""
-        values, self.values = self.values, {}
-        return values
-
-    def describe(self) -> dict:
-        """What the run's records add to the in-process ones (config, manifest, summary): nothing."""
-        return {}
 
     def result(self) -> dict:
         """This rank's records and final module states (every stage's)."""
