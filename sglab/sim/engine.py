@@ -6,6 +6,10 @@ for the op's duration and then releases the ops that waited for it. A server pro
 ``simpy.Resource(capacity=1)`` with a queue discipline amounts to, without the request/release
 events per op, which makes the engine cheaper per op than a bare Resource loop.
 
+With ``hardware.contention`` the devices share one machine (processes on one CPU): every running
+compute op progresses at ``1 / contention_factor(n)`` while ``n`` devices compute (processor
+sharing, :class:`_SharedCores`), so an op ends when its work is done at the rates it met.
+
 Nothing ends early: if SimPy runs out of events before every op has run, the schedule can never
 finish and :class:`SimError` names the stuck ops and what each one waits for.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 from collections import deque
 from heapq import heappop, heappush
 
@@ -48,6 +53,11 @@ class Engine:
                 self.users[dep].append(task)
         kinds = {"static": _Static, "priority": _Priority, "fifo": _Fifo}
         self.servers = [kinds[s.policy](self, s.order) for s in graph.servers]
+        if graph.hardware.contention:
+            cores = _SharedCores(self.env, graph.hardware.contention_factor)
+            for server, spec in zip(self.servers, graph.servers):
+                if spec.kind == "device":
+                    server.hold = cores.hold
         self._check_orders()
 
     def _check_orders(self) -> None:
@@ -120,6 +130,7 @@ class _Static:
         self.engine, self.order = engine, order
         self.blocked = -1
         self.wake = None
+        self.hold = engine.env.timeout  # an event that fires after the op's duration
 
     def ready(self, task: int) -> None:
         """``task``'s inputs are there: wake the device if it is waiting for exactly this op."""
@@ -131,7 +142,7 @@ class _Static:
         """The server's SimPy process."""
         engine = self.engine
         env, waiting, duration, start, finish = engine.env, engine.waiting, engine.duration, engine.start, engine.finish
-        timeout, seq, counter = env.timeout, engine.seq, engine.counter
+        timeout, seq, counter = self.hold, engine.seq, engine.counter
         for task in self.order:
             if waiting[task]:
                 self.blocked = task
@@ -152,6 +163,7 @@ class _Priority:
         self.queue: list[int] = []
         self.idle = False
         self.wake = None
+        self.hold = engine.env.timeout
 
     def ready(self, task: int) -> None:
         """Queue ``task`` and wake the server if it is idle."""
@@ -170,7 +182,7 @@ class _Priority:
         """The server's SimPy process."""
         engine = self.engine
         env, duration, start, finish = engine.env, engine.duration, engine.start, engine.finish
-        timeout, queue, pop, seq, counter = env.timeout, self.queue, self._pop, engine.seq, engine.counter
+        timeout, queue, pop, seq, counter = self.hold, self.queue, self._pop, engine.seq, engine.counter
         while True:
             if not queue:
                 self.idle = True
@@ -196,3 +208,53 @@ class _Fifo(_Priority):
 
     def _pop(self) -> int:
         return self.queue.popleft()
+
+
+class _SharedCores:
+    """Processor sharing between devices: ``n`` ops running at once each progress at ``1 / factor(n)``.
+
+    ``hold(work)`` is the event of an op of ``work`` ns (its duration alone on the machine). Whenever
+    an op starts or ends, every running op's remaining work is charged the elapsed time at the old
+    rate and the next completion is rescheduled at the new one (rounded up to whole ns; an op ends
+    once its remaining work is under half a nanosecond).
+    """
+
+    def __init__(self, env: simpy.Environment, factor) -> None:
+        self.env, self.factor = env, factor
+        self.running: dict[simpy.Event, float] = {}
+        self.last = 0
+        self.generation = 0
+
+    def _charge(self) -> None:
+        now = self.env.now
+        if self.running and now > self.last:
+            done = (now - self.last) / self.factor(len(self.running))
+            for event in self.running:
+                self.running[event] -= done
+        self.last = now
+
+    def _schedule(self) -> None:
+        self.generation += 1
+        if not self.running:
+            return
+        wait = min(self.running.values()) * self.factor(len(self.running))
+        timer = self.env.timeout(max(1, math.ceil(wait - 1e-6)) if wait > 0.5 else 0)
+        generation = self.generation
+        timer.callbacks.append(lambda _event: self._fire(generation))
+
+    def _fire(self, generation: int) -> None:
+        if generation != self.generation:  # a start or an end since rescheduled
+            return
+        self._charge()
+        for event in [e for e, left in self.running.items() if left < 0.5]:
+            del self.running[event]
+            event.succeed()
+        self._schedule()
+
+    def hold(self, work: int) -> simpy.Event:
+        """The event of an op of ``work`` ns starting now."""
+        self._charge()
+        event = self.env.event()
+        self.running[event] = float(work)
+        self._schedule()
+        return event

@@ -107,6 +107,15 @@ class Hardware:
     description: str = ""
     hypothetical: bool = True
     sources: tuple[str, ...] = ()
+    #: Slowdown of every compute op while n devices compute at once (entry n-1; the last entry beyond):
+    #: devices sharing cores or memory bandwidth (processes on one CPU). Empty: devices are independent.
+    contention: tuple[float, ...] = ()
+
+    def contention_factor(self, busy: int) -> float:
+        """The slowdown while ``busy`` devices compute at once (1 without ``contention``)."""
+        if not self.contention or busy < 1:
+            return 1.0
+        return self.contention[min(busy, len(self.contention)) - 1]
 
     @property
     def num_devices(self) -> int:

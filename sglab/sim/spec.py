@@ -18,6 +18,7 @@ Layout (YAML shown; JSON is the same mapping)::
     link: {latency_us: 10, bandwidth_Gbit_per_s: 10, duplex: true}
     links: [{between: [node0, node1], latency_ns: 500, bandwidth_GB_per_s: 25}]   # custom only
     placement: blocked                # blocked | round_robin | [device name or index per stage]
+    contention: {slowdown: [1.0, 1.07]}   # optional: every compute op's slowdown while 1, 2, ... devices compute
 
 Units: ``latency_ns``/``latency_us``/``latency_ms``; ``bandwidth_bytes_per_s``/
 ``bandwidth_GB_per_s`` (1e9 bytes)/``bandwidth_Gbit_per_s``, or ``"inf"`` for a free link;
@@ -29,6 +30,12 @@ already contains the launch cost of each op's own kernels, so leave it 0 for suc
 machine it was measured on; set it to model a fixed per-op cost the profile lacks (the dispatch and
 bookkeeping of another runtime, or of one process per stage). ``sglab hardware probe`` measures
 the cost of a tiny op (a 1x4 Linear forward) on the machine it runs on and writes it here.
+
+``contention`` models devices that share one machine's cores and memory bandwidth (local processes):
+while ``n`` devices compute at once, every running compute op progresses ``slowdown[n-1]`` times slower
+(the last entry for more), so an op's duration depends on what the other devices do meanwhile
+(processor sharing, recomputed whenever a device starts or finishes an op). ``slowdown[0]`` must be
+1 when ``speed`` already is the speed of one device alone. Without it devices are independent.
 
 A spec of a *measured* machine says ``hypothetical: false`` and keeps its provenance in
 ``description`` and ``sources`` (``sglab hardware probe`` also writes the raw numbers to a
@@ -50,7 +57,7 @@ _BANDWIDTH = {"bandwidth_bytes_per_s": 1, "bandwidth_GB_per_s": 1_000_000_000, "
 _MEMORY = {"memory_bytes": 1, "memory_GB": 1_000_000_000}
 _OVERHEAD = {"op_overhead_ns": 1, "op_overhead_us": 1_000}
 _TOP_KEYS = {"name", "description", "hypothetical", "sources", "reference_flops", "devices", "topology", "link",
-             "links", "placement"}
+             "links", "placement", "contention"}
 
 
 def _fail(where: str, message: str) -> None:
@@ -213,9 +220,22 @@ def hardware_from_dict(data: Any, reference_flops: float | None = None) -> Hardw
     sources = data.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
         _fail("sources", "must be a list of strings")
-    return Hardware(name=str(data.get("name", "hardware")), devices=devices, topology=topology, link=link,
+    contention = _contention(data.get("contention"))
+    return Hardware(contention=contention, name=str(data.get("name", "hardware")), devices=devices, topology=topology, link=link,
                     links=links, placement=placement, description=str(data.get("description", "")),
                     hypothetical=bool(data.get("hypothetical", True)), sources=tuple(sources))
+
+
+def _contention(raw: Any) -> tuple[float, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        _fail("contention", "must be a mapping {slowdown: [factor with 1 device computing, with 2, ...]}")
+    _check_keys(raw, "contention", {"slowdown"})
+    factors = raw.get("slowdown")
+    if not isinstance(factors, list) or not factors:
+        _fail("contention.slowdown", "must be a non-empty list of factors (1 device computing, 2, ...)")
+    return tuple(_number(f, f"contention.slowdown[{i}]") for i, f in enumerate(factors))
 
 
 def hardware_to_dict(hw: Hardware) -> dict[str, Any]:
@@ -239,6 +259,8 @@ def hardware_to_dict(hw: Hardware) -> dict[str, Any]:
                            "sources": list(hw.sources), "devices": [device(d) for d in hw.devices],
                            "topology": hw.topology, "link": link(hw.link),
                            "placement": list(hw.placement) if isinstance(hw.placement, tuple) else hw.placement}
+    if hw.contention:
+        out["contention"] = {"slowdown": list(hw.contention)}
     if hw.links:
         out["links"] = [{"between": [lk.a, lk.b], **link(lk.spec)} for lk in hw.links]
     return out
