@@ -28,7 +28,8 @@ is, ``"iqr"``), ``measurement.threads``, ``measurement.sglab_version``, ``measur
 per stage ``samples`` (timings behind each median), ``synthesizer_parameter_bytes`` (the gradient
 synthesizer the stage runs in S/T) and ``input_model_parameter_bytes`` (the input synthesizer it
 runs in SI/TI); and top-level ``totals`` (whole-model timings from the same run, e.g.
-``forward_ns`` for all stages' forwards as one call, ``step_ns`` for a whole training step).
+``forward_ns`` for all stages' forwards as one call, ``step_ns`` for a whole training step,
+``host_ns_per_step`` for the part of an in-run step outside the timed ops).
 ``docs/profiler.md`` documents every field.
 """
 

@@ -109,3 +109,44 @@ def test_contention_spec_round_trips_and_names_bad_fields():
         hardware_from_dict({**spec, "contention": {"slowdown": [1.0, -2]}})
     with pytest.raises(HardwareError, match="contention"):
         hardware_from_dict({**spec, "contention": [1.0]})
+
+
+def test_host_time_is_charged_to_the_first_stage_forward_of_every_batch():
+    from sglab.sim import SimUsageError
+
+    profile = build_profile(2, F=1000, B=2000, U=300, S=0, T=0)
+    with pytest.raises(SimUsageError, match="host_ns_per_step"):
+        simulate(profile, build_hardware(2), "bprop", steps=3, host_time=True)
+    profile.totals["host_ns_per_step"] = 500
+    plain = simulate(profile, build_hardware(2), "bprop", steps=3, baseline=False)
+    hosted = simulate(profile, build_hardware(2), "bprop", steps=3, baseline=False, host_time=True)
+    # naive model parallelism is sequential: each step gains exactly the host time, on F of stage 0
+    assert hosted.summary["makespan_ns"] - plain.summary["makespan_ns"] == 3 * 500
+    durations = (hosted.trace["end_ns"] - hosted.trace["start_ns"]).groupby([hosted.trace["stage"],
+                                                                             hosted.trace["op"].astype(str)]).max()
+    assert durations[(0, "F")] == 1500 and durations[(1, "F")] == 1000
+    gpipe = [simulate(profile, build_hardware(2), "gpipe", steps=1, microbatches=4, baseline=False, host_time=h)
+             for h in (False, True)]
+    f0 = [g.trace[(g.trace["op"].astype(str) == "F") & (g.trace["stage"] == 0)] for g in gpipe]
+    assert ((f0[1]["end_ns"] - f0[1]["start_ns"]) == 1500).all() and len(f0[1]) == 4  # every microbatch draws
+
+
+def test_host_totals_measure_the_time_between_ops():
+    import time
+
+    from sglab.ops import Action
+    from sglab.profiling.inrun import host_totals
+    from sglab.profiling.timer import OpTimer
+
+    timer = OpTimer("cpu")
+    for step in range(6):
+        timer.begin_step(step)
+        with timer.op(Action(0, "F")):
+            pass
+        time.sleep(0.004)  # the host part: between the two ops
+        with timer.op(Action(0, "B")):
+            time.sleep(0.001)
+    totals = host_totals(timer, skip_steps=1)
+    assert 4_000_000 <= totals["host_ns_per_step"] <= totals["step_ns"] - 1_000_000
+    assert totals["step_ns"] >= 5_000_000
+    assert host_totals(OpTimer("cpu")) == {}

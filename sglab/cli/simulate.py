@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="probability that a stage uses its synthetic gradient rather than wait for the true one, "
                           "for the methods with synthetic gradients (default: each method's own; mixed 0.5)")
     sim.add_argument("--max-ahead", type=int, default=2, help="steps a stage may run ahead of the next; 0: unbounded")
+    sim.add_argument("--host-time", action="store_true",
+                     help="add an in-run profile's measured host time per batch (the loop between ops) to stage 0's F")
     sim.add_argument("--out", type=Path, help="also write trace.csv, summary.json, trace.json and gantt.png here")
     sim.add_argument("--json", action="store_true", help="print the summaries as JSON")
     sim.set_defaults(func=run_simulate)
@@ -150,7 +152,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         hw = hw.with_link(bandwidth_bytes_per_s=int(args.bandwidth * 1e9))
     options = SimOptions(steps=args.steps, microbatches=args.microbatches, seed=args.seed,
                          synth_cost_ratio=args.synth_cost_ratio, override_synth=args.override_synth,
-                         max_ahead=args.max_ahead or None)
+                         max_ahead=args.max_ahead or None, host_time=args.host_time)
     overrides = _overrides(names, args)
     results = {name: simulate(profile, hw, name, replace(options, **overrides[name])) for name in names}
     table = pd.DataFrame([r.summary for r in results.values()])

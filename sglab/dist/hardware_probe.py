@@ -18,12 +18,12 @@ One :func:`~sglab.dist.launch.launch` of ``K`` ranks measures, in turn:
    at once, for k = 1..K (then K..1 again, so a drift in the machine's load cancels); the
    slowdown at k is the median time at k over the median at 1.
 
-The spec has K devices of ``speed = 1 / slowdown(K)``: the simulator runs every device as an
-independent server of fixed speed, and in the steady state of a pipelined or unlocked run all K
-stages are busy at once, which is the case the factor measures (it is pessimistic in a pipeline's
-fill and drain, when fewer processes compete). The whole curve is in the sidecar. Links are
-``fully_connected`` (each pair its own full-duplex link, as the ping-pong measured one pair), and
-each device gets ``MemTotal / K`` of memory. Provenance (host, CPU, torch, backend, date, the fit)
+The spec has K devices of speed 1 (one process alone, what an in-run profile measured) and the
+curve as ``contention: {slowdown: [1, slowdown(2), ..., slowdown(K)]}``: the simulator slows every
+compute op by slowdown(n) while n devices compute at once (processor sharing), so a pipeline's
+fill and drain, or a locked schedule where one rank computes at a time, are not charged the
+all-busy factor. Links are ``fully_connected`` (each pair its own full-duplex link, as the
+ping-pong measured one pair), and each device gets ``MemTotal / K`` of memory. Provenance (host, CPU, torch, backend, date, the fit)
 is in ``description`` and ``sources``; every raw median is in the ``.probe.json``.
 """
 

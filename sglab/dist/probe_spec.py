@@ -79,15 +79,15 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
                      "per_rank_median_ns": [_median(r["kernel"][k]) for r in ranks[:k]], "samples": len(pooled)})
     for row in rows:
         row["slowdown"] = row["median_ns"] / rows[0]["median_ns"]
-    slowdown = rows[-1]["slowdown"]
-    speed = 1.0 / slowdown
     latency_ns = max(0, int(round(fit.latency_s * 1e9)))
     bandwidth = "inf" if math.isinf(fit.bandwidth_bytes_per_s) else max(1, int(round(fit.bandwidth_bytes_per_s)))
     memory = machine.get("memory_total_bytes")
     m, kd, n = plan["kernel"]
     where = (f"{machine['host']} ({machine['cpu_model']}, {machine['cpu_count']} CPUs"
              + (f", {machine['gpu_model']}" if "gpu_model" in machine else "") + ")")
-    device: dict[str, Any] = {"count": processes, "name": "proc", "speed": speed}
+    # Speed 1 is one process alone (what an in-run profile measured); the slowdown applies only while
+    # that many processes compute at once, which the simulator tracks op by op (processor sharing).
+    device: dict[str, Any] = {"count": processes, "name": "proc", "speed": 1.0}
     if plan.get("op_overhead", True):
         device["op_overhead_ns"] = int(round(overhead["median_ns"]))
     if memory:
@@ -105,9 +105,10 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
             f"{latency_ns / 1e3:.4g} us, bandwidth {bandwidth_text}, rms relative residual "
             f"{fit.rms_relative_residual:.3g} (max {fit.max_relative_residual:.3g}); ASSUMED: every pair of "
             "processes has such a full-duplex link of its own",
-            f"speed = 1 / slowdown of a {m}x{kd} @ {kd}x{n} float32 matmul when all {processes} processes run it at "
-            f"once (median over the median with one process): "
-            + ", ".join(f"k={r['processes']}: {r['slowdown']:.3f}" for r in rows),
+            f"speed 1 = one process alone; contention.slowdown[k-1] = slowdown of a {m}x{kd} @ {kd}x{n} float32 "
+            f"matmul while k processes run it at once (median over the median with one process): "
+            + ", ".join(f"k={r['processes']}: {r['slowdown']:.3f}" for r in rows)
+            + "; the simulator slows every compute op by it while k devices compute (processor sharing)",
             (f"op_overhead_ns: median per-call time of a {overhead['op']}, one process"
              if "op_overhead_ns" in device else "op_overhead_ns: 0 (asked for; the measurement is in the .probe.json)"),
             "memory_bytes: MemTotal of /proc/meminfo / processes" if memory else "memory: not known (unlimited)",
@@ -117,6 +118,7 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
         "topology": "fully_connected",
         "link": {"latency_ns": latency_ns, "bandwidth_bytes_per_s": bandwidth, "duplex": True},
         "placement": "blocked",
+        "contention": {"slowdown": [round(r["slowdown"], 6) for r in rows]},
     }
     hardware_from_dict(spec)  # what is written must load
     report = {
@@ -171,5 +173,6 @@ def format_probe(result: "ProbeResult") -> str:
     for row in rep["contention"]["rows"]:
         lines.append(f"  {row['processes']} processes: median {row['median_ns'] / 1e6:.3f} ms, "
                      f"slowdown {row['slowdown']:.3f}")
-    lines.append(f"spec: {result.spec['devices']['count']} devices of speed {result.spec['devices']['speed']:.4f}")
+    lines.append(f"spec: {result.spec['devices']['count']} devices of speed 1 sharing the cores: compute slowed by "
+                 + ", ".join(f"{f:.3f}" for f in result.spec["contention"]["slowdown"]) + " while 1, 2, ... compute")
     return "\n".join(lines)

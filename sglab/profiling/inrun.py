@@ -178,6 +178,29 @@ def model_record(config: ClassifyConfig, input_shape: tuple[int, ...], num_class
     }
 
 
+def host_totals(timer: OpTimer, skip_steps: int = 0) -> dict[str, int]:
+    """``step_ns`` (median interval between step starts) and ``host_ns_per_step`` (its median part outside ops).
+
+    The host part is what the loop does between the timed ops: drawing the batch, metrics,
+    Python. Each interval counts the ops that start inside it whatever step they belong to, so
+    a deferred ``T`` still counts as op time. Empty with fewer than two kept steps, or on CUDA
+    (kernels overlap the host there, so a gap is not host-only time).
+    """
+    if timer.cuda:
+        return {}
+    trace = timer.trace(skip_steps=skip_steps)
+    starts = trace.groupby("step")["start_ns"].min().sort_values().to_numpy()
+    if len(starts) < 3:
+        return {}
+    op_starts = trace["start_ns"].to_numpy()
+    durations = (trace["end_ns"] - trace["start_ns"]).to_numpy()
+    cumulative = np.concatenate([[0], np.cumsum(durations)])  # trace rows are in start order
+    cuts = np.searchsorted(op_starts, starts)
+    intervals = np.diff(starts)
+    host = intervals - np.diff(cumulative[cuts])
+    return {"step_ns": int(np.median(intervals)), "host_ns_per_step": max(0, int(np.median(host)))}
+
+
 def profile_from_timer(
     timer: OpTimer,
     config: ClassifyConfig,
@@ -212,7 +235,8 @@ def profile_from_timer(
         source, timer.device, config.batch_size, used, skip_steps, timer.timer_name, dtype, notes, statistic
     )
     model = model_record(config, input_shape, num_classes, len(stages))
-    return CostProfile(model=model, method=config.method, measurement=measurement, stages=stages, totals=dict(totals or {}))
+    totals = {**host_totals(timer, skip_steps), **(totals or {})}
+    return CostProfile(model=model, method=config.method, measurement=measurement, stages=stages, totals=totals)
 
 
 def profile_training(

@@ -69,12 +69,23 @@ def microbatches_for(method: Method | UserSchedule, options: SimOptions, ranks: 
     return options.microbatches or method.default_microbatches(ranks)
 
 
+def host_ns_per_batch(profile: CostProfile, options: SimOptions) -> int:
+    """With ``options.host_time``, the profile's measured host time per batch (else 0)."""
+    if not options.host_time:
+        return 0
+    if "host_ns_per_step" not in profile.totals:
+        raise SimUsageError("host_time needs the profile's totals.host_ns_per_step, which only an in-run CPU profile "
+                            "(sglab profile --mode inrun, profile_training) measures; this profile has "
+                            f"{', '.join(profile.totals) or 'no totals'}")
+    return profile.totals["host_ns_per_step"]
+
+
 def build_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
                 placement: list[int] | None = None) -> TaskGraph:
     """The task graph of ``method`` on ``hardware`` (stages placed by the hardware, or on ``placement``)."""
     placement = hardware.placement_for(profile.num_stages) if placement is None else placement
     options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
-    costs = CostModel(options.synth_cost_ratio, options.override_synth)
+    costs = CostModel(options.synth_cost_ratio, options.override_synth, host_ns_per_batch(profile, options))
     base = method.method if isinstance(method, UserSchedule) else method
     policy = "static" if base.policy == "static" else "priority"
     graph = TaskGraph(profile, hardware, placement, costs, method.name, policy)

@@ -27,11 +27,13 @@ class CostModel:
     """Where each op's cost comes from: the profile, or ``synth_cost_ratio`` for synthesizer ops.
 
     ``override_synth`` replaces measured synthesizer costs too (sweeps over synthesizer cost);
-    :class:`~sglab.sim.options.SimOptions` checks both.
+    :class:`~sglab.sim.options.SimOptions` checks both. ``host_ns`` is added to the first stage's
+    forward (the host time per batch a profile measured, ``SimOptions.host_time``).
     """
 
     synth_cost_ratio: float | None = None
     override_synth: bool = False
+    host_ns: int = 0
 
     def cost(self, stage: StageCost, op: str, method: str) -> int:
         """Profiled cost of ``op`` on ``stage`` in ns; raises :class:`SimError` if unknown."""
@@ -40,7 +42,7 @@ class CostModel:
             factor = ratio * (TRAIN_TO_FORWARD if op in ("T", "TI") else 1)
             return int(round(factor * stage.times_ns["F"]))
         if op in stage.times_ns:
-            return stage.times_ns[op]
+            return stage.times_ns[op] + (self.host_ns if op == "F" and stage.index == 0 else 0)
         hint = " or pass synth_cost_ratio (--synth-cost-ratio)" if op in SYNTH_OPS else ""
         raise SimError(
             f"method {method!r} needs op {op} ({OP_MEANING[op]}) of stage {stage.index}, which the profile "

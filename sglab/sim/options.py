@@ -29,6 +29,9 @@ class SimOptions:
             losses) may run ahead of the stage above (None: unbounded).
         param_copies: parameter-sized buffers resident per stage (weights, gradients and two
             Adam moments = 4) for the memory check.
+        host_time: charge the profile's measured host time per batch (``totals.host_ns_per_step``
+            of an in-run profile: the loop's time between ops, drawing the batch, Python) to the
+            first stage's forward of every batch or microbatch, where a real run's rank draws it.
     """
 
     steps: int = spec(20, ge=1)
@@ -40,6 +43,7 @@ class SimOptions:
     unlock_prob: float | None = spec(None, ge=0, le=1)
     max_ahead: int | None = spec(2, ge=1)
     param_copies: int = spec(4, ge=0)
+    host_time: bool = False
 
     def __post_init__(self) -> None:
         try:
