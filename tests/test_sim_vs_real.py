@@ -150,3 +150,21 @@ def test_host_totals_measure_the_time_between_ops():
     assert 4_000_000 <= totals["host_ns_per_step"] <= totals["step_ns"] - 1_000_000
     assert totals["step_ns"] >= 5_000_000
     assert host_totals(OpTimer("cpu")) == {}
+
+
+def test_a_sender_link_holds_the_producing_device_and_the_link_carries_the_rest():
+    profile = build_profile(2, F=1000, B=2000, U=300, S=0, T=0, act=1000)
+    link = {"latency_ns": 100, "bandwidth_bytes_per_s": 1_000_000_000}
+    plain = build_hardware(2, latency_ns=100, bandwidth=1_000_000_000)
+    sending = hardware_from_dict({**hardware_to_dict(plain),
+                                  "link": {**link, "sender": {"latency_ns": 50, "bandwidth_bytes_per_s": 2_000_000_000}}})
+    assert sending.link.sender_ns(1000) == 50 + 500 and sending.link.transfer_ns(1000) == 1100
+    runs = [simulate(profile, hw, "bprop", steps=1, baseline=False).trace for hw in (plain, sending)]
+    rows = [t.assign(d=t["end_ns"] - t["start_ns"], op=t["op"].astype(str)).set_index(["stage", "op"])["d"] for t in runs]
+    # F0 holds its device 550 ns longer; its SEND_F takes 550 ns less, so F1 starts at the same time
+    assert rows[1][(0, "F")] == 1550 and rows[1][(0, "SEND_F")] == 550 and rows[0][(0, "SEND_F")] == 1100
+    f1 = [t[(t["op"].astype(str) == "F") & (t["stage"] == 1)]["start_ns"].item() for t in runs]
+    assert f1[0] == f1[1] == 1000 + 1100
+    assert hardware_from_dict(hardware_to_dict(sending)) == sending
+    with pytest.raises(HardwareError, match=r"link.sender"):
+        hardware_from_dict({**hardware_to_dict(sending), "link": {**link, "sender": 5}})

@@ -98,19 +98,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _pingpong(ctx, plan: dict, device: torch.device, group) -> dict[int, list[int]]:
-    """Rank 0's one-way times (ns, half a round trip) per size; rank 1 echoes."""
+def _pingpong(ctx, plan: dict, device: torch.device, group) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Rank 0's one-way times (ns, half a round trip) per size, and (gloo) its time to post each send; rank 1 echoes."""
     transport = Transport(ctx.rank, timeout=ctx.timeout, on_wait=lambda peer, op, step: ctx.waiting_for(peer))
-    peer, step, out = 1 - ctx.rank, 0, {}
+    peer, step, out, posts = 1 - ctx.rank, 0, {}, {}
     for size in plan["sizes"]:
         payload = torch.zeros(size, dtype=torch.uint8, device=device)
-        times = []
+        times, post = [], []
         for _ in range(plan["warmup"] + plan["repeats"]):
             step += 1
             if group is None:  # gloo: exactly the transport sglab.dist uses
                 if ctx.rank == 0:
                     start = time.perf_counter_ns()
                     transport.send(payload, peer, FORWARD, step, "SEND_F")
+                    post.append(time.perf_counter_ns() - start)
                     transport.recv((size,), torch.uint8, peer, BACKWARD, step, "RECV_B")
                     times.append((time.perf_counter_ns() - start) // 2)
                 else:
@@ -129,8 +130,10 @@ def _pingpong(ctx, plan: dict, device: torch.device, group) -> dict[int, list[in
                 times.append((time.perf_counter_ns() - start) // 2)
         if ctx.rank == 0:
             out[size] = times[plan["warmup"]:]
+            if post:
+                posts[size] = post[plan["warmup"]:]
     transport.flush()
-    return out
+    return out, posts
 
 
 def _op_overhead(plan: dict, device: torch.device) -> dict[str, Any]:
@@ -186,7 +189,7 @@ def probe_worker(ctx, plan: dict) -> dict[str, Any]:
         raise RuntimeError(f"injected failure on rank {ctx.rank} (fail_rank)")
     result: dict[str, Any] = {"rank": ctx.rank}
     if ctx.rank < 2:
-        result["pingpong"] = _pingpong(ctx, plan, device, group)
+        result["pingpong"], result["post"] = _pingpong(ctx, plan, device, group)
     dist.barrier()
     if ctx.rank == 0:
         result["op_overhead"] = _op_overhead(plan, device)

@@ -71,6 +71,9 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
     sizes = sorted(pingpong)
     medians_ns = [_median(pingpong[s]) for s in sizes]
     fit: LinkFit = fit_latency_bandwidth(sizes, [t / 1e9 for t in medians_ns])
+    posts = ranks[0].get("post") or {}
+    post_medians_ns = [_median(posts[s]) for s in sizes] if posts else []
+    post_fit = fit_latency_bandwidth(sizes, [t / 1e9 for t in post_medians_ns]) if posts else None
     overhead = ranks[0]["op_overhead"]
     rows = []
     for k in range(1, processes + 1):
@@ -79,8 +82,8 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
                      "per_rank_median_ns": [_median(r["kernel"][k]) for r in ranks[:k]], "samples": len(pooled)})
     for row in rows:
         row["slowdown"] = row["median_ns"] / rows[0]["median_ns"]
-    latency_ns = max(0, int(round(fit.latency_s * 1e9)))
-    bandwidth = "inf" if math.isinf(fit.bandwidth_bytes_per_s) else max(1, int(round(fit.bandwidth_bytes_per_s)))
+    link = _link_fields(fit)
+    latency_ns, bandwidth = link["latency_ns"], link["bandwidth_bytes_per_s"]
     memory = machine.get("memory_total_bytes")
     m, kd, n = plan["kernel"]
     where = (f"{machine['host']} ({machine['cpu_model']}, {machine['cpu_count']} CPUs"
@@ -92,7 +95,7 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
         device["op_overhead_ns"] = int(round(overhead["median_ns"]))
     if memory:
         device["memory_bytes"] = memory // processes
-    bandwidth_text = "inf" if bandwidth == "inf" else f"{bandwidth / 1e9:.4g} GB/s"
+    bandwidth_text = _bandwidth_text(fit)
     spec = {
         "name": name or f"{machine['host']}-{processes}proc",
         "description": (f"MEASURED by sglab hardware probe on {where} at {machine['created']}: {processes} local "
@@ -111,12 +114,16 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
             + "; the simulator slows every compute op by it while k devices compute (processor sharing)",
             (f"op_overhead_ns: median per-call time of a {overhead['op']}, one process"
              if "op_overhead_ns" in device else "op_overhead_ns: 0 (asked for; the measurement is in the .probe.json)"),
+            *([f"link.sender: the sending rank's own time to post a send (gloo copies into the socket in the "
+               f"caller), latency + bytes / bandwidth fitted the same way to the medians of the posts: "
+               f"{post_fit.latency_s * 1e6:.4g} us + bytes / {_bandwidth_text(post_fit)}"] if post_fit else []),
             "memory_bytes: MemTotal of /proc/meminfo / processes" if memory else "memory: not known (unlimited)",
             "raw medians, fit and machine: the .probe.json next to this spec",
         ] + ([warning] if (warning := fit_warning(fit.rms_relative_residual)) else []),
         "devices": device,
         "topology": "fully_connected",
-        "link": {"latency_ns": latency_ns, "bandwidth_bytes_per_s": bandwidth, "duplex": True},
+        "link": {"latency_ns": latency_ns, "bandwidth_bytes_per_s": bandwidth, "duplex": True,
+                 **({"sender": _link_fields(post_fit)} if post_fit else {})},
         "placement": "blocked",
         "contention": {"slowdown": [round(r["slowdown"], 6) for r in rows]},
     }
@@ -130,12 +137,24 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
                  "fit": {"latency_ns": fit.latency_s * 1e9, "bandwidth_bytes_per_s": fit.bandwidth_bytes_per_s,
                          "rms_relative_residual": fit.rms_relative_residual,
                          "max_relative_residual": fit.max_relative_residual,
-                         "fitted_ns": [fit.latency_s * 1e9 + s * 1e9 / fit.bandwidth_bytes_per_s for s in sizes]}},
+                         "fitted_ns": [fit.latency_s * 1e9 + s * 1e9 / fit.bandwidth_bytes_per_s for s in sizes]},
+                 "post_median_ns": post_medians_ns, "post_samples_ns": [posts[s] for s in sizes] if posts else [],
+                 "post_fit": {"latency_ns": post_fit.latency_s * 1e9,
+                              "bandwidth_bytes_per_s": post_fit.bandwidth_bytes_per_s} if post_fit else None},
         "op_overhead": overhead,
         "contention": {"kernel": list(plan["kernel"]), "rows": rows},
         "spec": spec,
     }
     return ProbeResult(spec=spec, report=report)
+
+
+def _link_fields(fit) -> dict[str, Any]:
+    bandwidth = "inf" if math.isinf(fit.bandwidth_bytes_per_s) else max(1, int(round(fit.bandwidth_bytes_per_s)))
+    return {"latency_ns": max(0, int(round(fit.latency_s * 1e9))), "bandwidth_bytes_per_s": bandwidth}
+
+
+def _bandwidth_text(fit) -> str:
+    return "inf" if math.isinf(fit.bandwidth_bytes_per_s) else f"{fit.bandwidth_bytes_per_s / 1e9:.4g} GB/s"
 
 
 def write_probe(result: "ProbeResult", path: str | Path) -> tuple[Path, Path]:
@@ -167,6 +186,11 @@ def format_probe(result: "ProbeResult") -> str:
         lines.append(f"{size:>10} {med / 1e3:>11.2f} {fitted / 1e3:>9.2f}")
     if warning := fit_warning(fit["rms_relative_residual"]):
         lines.append(warning)
+    if link.get("post_fit"):
+        post = link["post_fit"]
+        lines.append(f"sender's post time: {post['latency_ns'] / 1e3:.2f} us + bytes / "
+                     + ("inf" if math.isinf(post["bandwidth_bytes_per_s"]) else f"{post['bandwidth_bytes_per_s'] / 1e9:.3f} GB/s")
+                     + " (the sending rank is busy that long; written as link.sender)")
     lines.append(f"op overhead: {rep['op_overhead']['median_ns'] / 1e3:.2f} us per op ({rep['op_overhead']['op']})")
     m, k, n = rep["contention"]["kernel"]
     lines.append(f"contention ({m}x{k} @ {k}x{n} matmul, 1 thread per process):")

@@ -107,8 +107,11 @@ class TaskGraph:
             route = self._routes[(src, dst)] = self.hardware.route(src, dst)
         last = producer
         step, micro = self.step[producer], self.micro[producer]
-        for name, spec in route:
-            last = self._add(step, stage, transfer_op, micro, self._link(name), spec.transfer_ns(nbytes), (last,))
+        post = route[0][1].sender_ns(nbytes) if route else 0
+        self.duration[producer] += post  # the sender posts the message before its device is free
+        for hop, (name, spec) in enumerate(route):
+            duration = spec.transfer_ns(nbytes) - (post if hop == 0 else 0)
+            last = self._add(step, stage, transfer_op, micro, self._link(name), duration, (last,))
         self._transfers[(producer, dst)] = last
         return last
 

@@ -68,11 +68,21 @@ class Device:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """Latency and bandwidth of a link; ``bandwidth_bytes_per_s`` None means infinitely fast."""
+    """Latency and bandwidth of a link; ``bandwidth_bytes_per_s`` None means infinitely fast.
+
+    ``sender`` (itself latency + bytes / bandwidth) is the sending device's own busy time per
+    message, where sending is not offloaded (gloo on a CPU copies into the socket in the caller):
+    the producing op holds its device that much longer, and the link carries the rest.
+    """
 
     latency_ns: int = 0
     bandwidth_bytes_per_s: int | None = None
     duplex: bool = True
+    sender: "LinkSpec | None" = None
+
+    def sender_ns(self, nbytes: int) -> int:
+        """The sender's busy time for a message of ``nbytes`` (0 without ``sender``), at most the transfer."""
+        return 0 if self.sender is None else min(self.sender.transfer_ns(nbytes), self.transfer_ns(nbytes))
 
     def transfer_ns(self, nbytes: int) -> int:
         """Time to move ``nbytes`` over the link (integer ns, rounded up)."""

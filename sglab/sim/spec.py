@@ -15,7 +15,7 @@ Layout (YAML shown; JSON is the same mapping)::
       slowdown: {distribution: lognormal, sigma: 0.05}   # optional stragglers/jitter
       op_overhead_us: 8               # optional fixed cost per compute op (or op_overhead_ns); default 0
     topology: switch                  # fully_connected | chain | ring | switch | bus | custom
-    link: {latency_us: 10, bandwidth_Gbit_per_s: 10, duplex: true}
+    link: {latency_us: 10, bandwidth_Gbit_per_s: 10, duplex: true}    # optional sender: {latency_ns, bandwidth_*}
     links: [{between: [node0, node1], latency_ns: 500, bandwidth_GB_per_s: 25}]   # custom only
     placement: blocked                # blocked | round_robin | [device name or index per stage]
     contention: {slowdown: [1.0, 1.07]}   # optional: every compute op's slowdown while 1, 2, ... devices compute
@@ -36,6 +36,12 @@ while ``n`` devices compute at once, every running compute op progresses ``slowd
 (the last entry for more), so an op's duration depends on what the other devices do meanwhile
 (processor sharing, recomputed whenever a device starts or finishes an op). ``slowdown[0]`` must be
 1 when ``speed`` already is the speed of one device alone. Without it devices are independent.
+
+A link's optional ``sender: {latency_*, bandwidth_*}`` is the sending device's own busy time per
+message, where sending is not offloaded (gloo on a CPU copies into the socket in the calling thread;
+``sglab hardware probe`` times the post): the op whose output is sent holds its device that much
+longer, and the first hop carries the rest of the transfer time. Without it sending costs the
+device nothing (DMA, NCCL), the simulator's default assumption.
 
 A spec of a *measured* machine says ``hypothetical: false`` and keeps its provenance in
 ``description`` and ``sources`` (``sglab hardware probe`` also writes the raw numbers to a
@@ -97,16 +103,24 @@ def _check_keys(raw: dict, where: str, allowed: set[str]) -> None:
 
 
 def link_spec_from_dict(raw: Any, where: str) -> LinkSpec:
-    """A :class:`LinkSpec` from ``{latency_*, bandwidth_*, duplex}``."""
+    """A :class:`LinkSpec` from ``{latency_*, bandwidth_*, duplex, sender}``."""
     if not isinstance(raw, dict):
         _fail(where, f"must be a mapping with latency and bandwidth, got {raw!r}")
-    _check_keys(raw, where, set(_LATENCY) | set(_BANDWIDTH) | {"duplex", "between"})
+    _check_keys(raw, where, set(_LATENCY) | set(_BANDWIDTH) | {"duplex", "between", "sender"})
     duplex = raw.get("duplex", True)
     if not isinstance(duplex, bool):
         _fail(f"{where}.duplex", f"must be true or false, got {duplex!r}")
     latency = _unit(raw, where, _LATENCY, required=True)
     bandwidth = _unit(raw, where, _BANDWIDTH, required=True, allow_inf=True)
-    return LinkSpec(latency_ns=latency, bandwidth_bytes_per_s=bandwidth, duplex=duplex)
+    sender = None
+    if "sender" in raw:
+        if not isinstance(raw["sender"], dict):
+            _fail(f"{where}.sender", f"must be a mapping with latency and bandwidth, got {raw['sender']!r}")
+        _check_keys(raw["sender"], f"{where}.sender", set(_LATENCY) | set(_BANDWIDTH))
+        sender = LinkSpec(latency_ns=_unit(raw["sender"], f"{where}.sender", _LATENCY, required=True),
+                          bandwidth_bytes_per_s=_unit(raw["sender"], f"{where}.sender", _BANDWIDTH, required=True,
+                                                      allow_inf=True))
+    return LinkSpec(latency_ns=latency, bandwidth_bytes_per_s=bandwidth, duplex=duplex, sender=sender)
 
 
 def _slowdown(raw: Any, where: str) -> Slowdown:
@@ -243,7 +257,10 @@ def hardware_to_dict(hw: Hardware) -> dict[str, Any]:
 
     def link(spec: LinkSpec) -> dict[str, Any]:
         bandwidth = "inf" if spec.bandwidth_bytes_per_s is None else spec.bandwidth_bytes_per_s
-        return {"latency_ns": spec.latency_ns, "bandwidth_bytes_per_s": bandwidth, "duplex": spec.duplex}
+        out = {"latency_ns": spec.latency_ns, "bandwidth_bytes_per_s": bandwidth, "duplex": spec.duplex}
+        if spec.sender is not None:
+            out["sender"] = {k: v for k, v in link(spec.sender).items() if k != "duplex"}
+        return out
 
     def device(d: Device) -> dict[str, Any]:
         out: dict[str, Any] = {"name": d.name, "speed": d.speed}

@@ -71,7 +71,8 @@ def test_the_spec_loads_with_a_positive_finite_link_and_round_trips(probed):
     hw = load_hardware(out)
     assert hw.num_devices == 2 and not hw.hypothetical and hw.topology == "fully_connected"
     assert 0 < hw.link.latency_ns < 1e9
-    assert hw.link.bandwidth_bytes_per_s is not None and 0 < hw.link.bandwidth_bytes_per_s < 1e15
+    # sizes of at most 64 KiB on a busy machine may show no growth with size: an infinite bandwidth
+    assert hw.link.bandwidth_bytes_per_s is None or 0 < hw.link.bandwidth_bytes_per_s < 1e15
     assert all(d.speed == 1.0 and d.op_overhead_ns > 0 for d in hw.devices)
     assert hardware_from_dict(hardware_to_dict(hw)) == hw
     report = json.loads(out.with_name("machine.probe.json").read_text())
@@ -109,3 +110,12 @@ def test_a_failed_rank_raises_rank_failed():
         probe_hardware(2, sizes=(4, 64), repeats=1, warmup=0, kernel=(8, 8, 8), kernel_repeats=1, timeout=10,
                        run_timeout=30, fail_rank=1)
     assert caught.value.rank == 1 and "injected failure" in str(caught.value)
+
+
+def test_the_probe_times_the_senders_post_and_writes_it_as_link_sender(probed):
+    _, _, out = probed
+    hw = load_hardware(out)
+    report = json.loads(out.with_name("machine.probe.json").read_text())
+    assert len(report["link"]["post_median_ns"]) == 3 and report["link"]["post_fit"]["latency_ns"] >= 0
+    assert hw.link.sender is not None and hw.link.sender.latency_ns == round(report["link"]["post_fit"]["latency_ns"])
+    assert 0 <= hw.link.sender_ns(65536) <= hw.link.transfer_ns(65536)
