@@ -1,16 +1,21 @@
 """`sglab demo` runs the whole chain on the embedded data and writes its report."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
 
+from sglab.cli import main
+from sglab.config import ConfigError
 from sglab.demo import DemoConfig, run_demo
+from sglab.demo.real_run import demo_real_run, render_section, summary_line
+from sglab.dist import RankFailed
 
 
 @pytest.mark.slow
 def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
-    report = run_demo(DemoConfig(out=str(tmp_path), steps=12, batch_size=32, progress=False))
+    report = run_demo(DemoConfig(out=str(tmp_path), steps=12, batch_size=32, real_steps=10, progress=False))
     assert {row["method"] for row in report["training"]["table"]} == {"bprop", "dni", "cdni"}
     for name in ["comparison.md", "figures/learning_curves.png", "figures/learning_curves.pdf", "profile.json",
                  "simulation/sim_summary.csv", "report.md", "demo.json"]:
@@ -24,3 +29,70 @@ def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
     fidelity = pd.read_csv(tmp_path / "fidelity.csv")
     assert set(fidelity["method"]) == {"dni", "cdni"} and set(fidelity["interface"]) == {0, 1}
     assert json.loads((tmp_path / "demo.json").read_text())["training"]["table"]
+    check_real_run_section(tmp_path, text)
+
+
+def check_real_run_section(out, text):
+    """Section 5: a real 2-process DNI run's measured step beside its prediction, with figure and traces."""
+    real = json.loads((out / "demo.json").read_text())["real_run"]
+    assert real["status"] == "ok", real.get("error")
+    dni = real["runs"]["dni"]
+    assert dni["processes"] == 2 and real["runs"]["sequential"]["processes"] == 1
+    for run in real["runs"].values():
+        for key in ("predicted_step_ms", "measured_step_ms"):
+            assert math.isfinite(run[key]) and run[key] > 0, (key, run)
+        assert run["error_pct"] == pytest.approx(100 * (run["predicted_step_ms"] - run["measured_step_ms"])
+                                                 / run["measured_step_ms"])
+    assert real["machine"]["cpu_model"] and math.isfinite(real["speedup"]["measured"])
+    section = text.split("## 5. Real 2-process DNI run against its prediction")[1]
+    assert f"{dni['predicted_step_ms']:.2f}" in section and f"{dni['measured_step_ms']:.2f}" in section
+    assert real["machine"]["cpu_model"] in section and "one short run on a shared CPU" in section
+    assert "real_run/gantt-dni.png" in section
+    for name in ["gantt-dni.png", "gantt-dni.pdf", "machine.yaml", "machine.probe.json", "profile-dni.json",
+                 "traces/dni-measured.csv", "traces/dni-simulated.csv", "runs/dni/trace.csv"]:
+        assert (out / "real_run" / name).is_file(), name
+    measured = pd.read_csv(out / "real_run" / "traces" / "dni-measured.csv")
+    simulated = pd.read_csv(out / "real_run" / "traces" / "dni-simulated.csv")
+    assert {"rank0", "rank1"} <= set(measured["device"]) and {"rank0", "rank1"} <= set(simulated["device"])
+
+
+def test_real_run_off_is_skipped_and_says_so(tmp_path):
+    section = demo_real_run(DemoConfig(out=str(tmp_path), real_run=False), None, tmp_path)
+    assert section["status"] == "skipped" and not (tmp_path / "real_run").exists()
+    assert "Skipped" in render_section(section) and "--no-real-run" in render_section(section)
+    assert summary_line(section).endswith("skipped")
+
+
+def test_no_real_run_flag_turns_the_stage_off(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_run_demo(config):
+        seen.append(config)
+        return {"wall_time_s": 0.0, "real_run": demo_real_run(config, None, tmp_path)}
+
+    monkeypatch.setattr("sglab.demo.run_demo", fake_run_demo)
+    assert main(["demo", "--out", str(tmp_path), "--no-real-run", "--no-progress"]) == 0
+    assert seen[0].real_run is False and "real 2-process DNI run: skipped" in capsys.readouterr().out
+    assert DemoConfig().real_run is True
+
+
+@pytest.mark.parametrize("field, value", [("real_steps", 7), ("real_steps", 1.5), ("real_run", "yes")])
+def test_bad_real_run_settings_are_named(field, value):
+    with pytest.raises(ConfigError, match=field):
+        DemoConfig(**{field: value})
+
+
+def test_a_failed_real_run_is_recorded_and_warned_about_not_raised(tmp_path, monkeypatch):
+    def no_processes(*args, **kwargs):
+        raise RankFailed(0, "before its first op (while starting up)", "exited with code 1 without a result")
+
+    monkeypatch.setattr("sglab.dist.probe_hardware", no_processes)
+    config = DemoConfig(out=str(tmp_path), batch_size=32, real_steps=8, progress=False)
+    with pytest.warns(RuntimeWarning, match="real 2-process run failed while probing this machine"):
+        section = demo_real_run(config, None, tmp_path)
+    assert section["status"] == "failed" and section["failed_while"] == "probing this machine with two processes"
+    assert section["error"].startswith("RankFailed: rank 0 failed before its first op") and "__main__" in section["error"]
+    assert "no_processes" in section["traceback"] and (tmp_path / "real_run" / "profile-dni.json").is_file()
+    text = render_section(section)
+    assert "did not complete" in text and "RankFailed" in text and "--no-real-run" in text
+    assert "FAILED while probing" in summary_line(section)
