@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sglab.allocator import steady_allocator
 from sglab.dist.transport import PeerError
 from sglab.errors import SglabError, UsageError
 from sglab.ops import ALL_OPS, Action
@@ -125,6 +126,7 @@ def run_from_env(worker: Callable, *args, timeout: float = 60.0, threads: int = 
     if missing:
         raise UsageError(f"run_from_env needs the environment torchrun sets; missing: {', '.join(missing)}")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    steady_allocator()  # as the profile that predicts this run allocates
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=timeout))
@@ -136,6 +138,7 @@ def run_from_env(worker: Callable, *args, timeout: float = 60.0, threads: int = 
 
 def _entry(rank, world_size, port, timeout, threads, last_op, messages, worker, args) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher stops the ranks (module docstring)
+    steady_allocator()  # as the profile that predicts this run allocates
     torch.set_num_threads(threads)
     try:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,

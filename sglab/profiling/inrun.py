@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sglab.allocator import steady_allocator
 from sglab.costprofile import REQUIRED_OPS, CostProfile, Measurement, ProfileError, StageCost
 from sglab.ops import COMPUTE_OPS
 from sglab.profiling.timer import OpTimer
@@ -253,7 +254,8 @@ def profile_training(
     """Train ``config`` into ``out_dir`` with every op timed; returns the profile and the timer.
 
     The first ``skip_steps`` steps (allocator warm-up, lazy initialisation) are left out.
-    ``clock`` is the CPU clock (see :class:`OpTimer`).
+    ``clock`` is the CPU clock (see :class:`OpTimer`). Fixes glibc's malloc thresholds for this
+    process first (:func:`sglab.allocator.steady_allocator`), as every rank of ``sglab.dist`` does.
     """
     from sglab.config import resolve_device
     from sglab.data import load_dataset
@@ -261,6 +263,7 @@ def profile_training(
 
     config.validate()
     check_statistic(statistic)
+    steady_allocator()  # op times independent of this process's allocation history (sglab.allocator)
     if config.steps <= skip_steps:
         raise ProfileError(f"steps ({config.steps}) must exceed the {skip_steps} warm-up steps left out")
     data = dataset or load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test)
