@@ -25,8 +25,10 @@ registry's :meth:`~sglab.methods.Method.rank_actions` with the sends and receive
   microbatch order; its ``SEND_B`` posts the input gradient to rank ``r-1``;
 - ``U`` steps the optimizer once, after every ``B`` of the step.
 
-Every receive of a step is posted (``irecv``) when the step begins and waited for at its
-``RECV_*`` action; sends never wait for the peer unless ``max_pending`` of them are in flight
+Every receive of a step is posted (``irecv``) when the step begins and waited for right before
+the op that reads it (:func:`waits_at_use`: the list puts a ``RECV_*`` where its send happens in
+the global order, which can be ops earlier; waiting there held the last rank's ``B`` of ``j`` until
+``h`` of ``j+1`` came, which the simulator, whose ops wait only for their inputs, never does); sends never wait for the peer unless ``max_pending`` of them are in flight
 (at least ``m``). Because the lists come from one global order in which each receive follows
 its send, no rank ever waits for a message that a later op of a waiting rank would make.
 
@@ -109,6 +111,7 @@ class PipelineWorker(MetricValues):
         self.transport = Transport(r, ctx.timeout, max(run.max_pending, m), on_wait=lambda p, op, step: ctx.waiting_for(p),
                                    microbatches=m)
         self.program = pipeline_program(self.method, self.num_stages, m)[r]
+        self.order = waits_at_use(self.program)
         self.records: list[tuple] = []
         self.losses: list[float] = []
         self.errors: list[float] = []
@@ -149,7 +152,7 @@ class PipelineWorker(MetricValues):
             elif action.op == "RECV_B":
                 s.pending[action] = self.transport.post_recv(self.out_shape, dtype, peer(action), BACKWARD, step,
                                                              "RECV_B", action.microbatch)
-        for action in self.program:
+        for action in self.order:
             self._timed(step, action, getattr(self, "_" + action.op), s, action.microbatch)
         if self.rank == self.num_stages - 1:
             self.losses.append(sum(s.losses) / m)
@@ -202,6 +205,16 @@ class PipelineWorker(MetricValues):
 
     def _U(self, s, j: int) -> None:
         ops.update(self.optimizer)
+
+
+def waits_at_use(program: list[Action]) -> list[Action]:
+    """``program`` with each ``RECV_F``/``RECV_B`` moved to just before the ``F``/``B`` (or ``I``) that reads it."""
+    consumer = {"RECV_F": ("F",), "RECV_B": ("B", "I")}
+    order = [a for a in program if a.op not in consumer]
+    for recv in (a for a in program if a.op in consumer):
+        at = next(i for i, a in enumerate(order) if a.op in consumer[recv.op] and a.microbatch == recv.microbatch)
+        order.insert(at, recv)
+    return order
 
 
 class _Step:

@@ -20,12 +20,13 @@ import torch
 from sglab.costprofile import CostProfile, Measurement, StageCost
 from sglab.dist import DistRun, FailAt, RankFailed, train_distributed
 from sglab.dist.outputs import DistRunDir, merge_rank_states
-from sglab.dist.pipeline_worker import PipelineRun, pipeline_worker, worker_for
+from sglab.dist.pipeline_worker import PipelineRun, pipeline_worker, waits_at_use, worker_for
 from sglab.dist.program import pipeline_program
 from sglab.dist.stage_worker import stage_worker
 from sglab.errors import UsageError
 from sglab.exec import ops
 from sglab.methods import get_method
+from sglab.ops import Action
 from sglab.schedules import with_communication
 from sglab.sim import simulate
 from sglab.sim.pipeline import rank_schedule
@@ -142,12 +143,18 @@ def test_each_rank_runs_the_registry_and_simulator_order(pipelines, name):
         records = results[name].ranks[rank]["records"]
         assert [r["start_ns"] for r in records] == sorted(r["start_ns"] for r in records)
         measured = [(r["stage"], r["op"], r["step"], r["microbatch"]) for r in records]
-        expected = [(a.stage, a.op, step, a.microbatch) for step in range(STEPS) for a in program[rank]]
-        assert measured == expected  # every op, messages included, in the list's order
+        expected = [(a.stage, a.op, step, a.microbatch) for step in range(STEPS) for a in waits_at_use(list(program[rank]))]
+        assert measured == expected  # every op, messages included, in the list's order (a receive waited for at its use)
         compute = [m for m in measured if m[1] in ("F", "B", "U")]
         assert compute == [(a.stage, a.op, step, a.microbatch) for step in range(STEPS)
                            for a in method.rank_actions(RANKS, MICRO)[rank]]
         assert compute == simulated[rank]  # the simulator's device order is the measured one
+
+
+def test_a_receive_is_waited_for_right_before_the_op_that_reads_it():
+    program = [Action(1, "F", 0), Action(1, "RECV_F", 1), Action(1, "RECV_B", 0), Action(1, "B", 0), Action(1, "F", 1)]
+    assert waits_at_use(program) == [Action(1, "F", 0), Action(1, "RECV_B", 0), Action(1, "B", 0), Action(1, "RECV_F", 1),
+                                     Action(1, "F", 1)]
 
 
 @pytest.mark.parametrize("name", ["gpipe", "1f1b"])
