@@ -4,8 +4,9 @@ glibc serves a block above its mmap threshold with a fresh ``mmap`` and unmaps i
 every such block is then page-faulted in again the next time it is allocated. The threshold
 starts at 128 KiB and rises only after the process frees a larger mmapped block, so two
 processes running the same code can differ: on this project's 2-core VM, an Adam step on a
-784x1024 layer took 3.1-5.4 ms (median of steps) in fresh processes and 1.9-2.9 ms once the
-threshold was fixed, its temporaries (a few MiB each) then reusing heap memory. That made one
+784x1024 layer took 1.8-6.8 ms (median 4.1 ms over 10 fresh processes) and 1.4-2.7 ms (median
+2.2 ms) once the threshold was fixed, its temporaries (a few MiB each) then reusing heap memory
+(``benchmarks/allocator.py``). That made one
 process per stage slower than the single process a profile was measured in, by the same op.
 
 :func:`steady_allocator` fixes the mmap threshold at 64 MiB and keeps up to 256 MiB of freed heap
