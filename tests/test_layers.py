@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The layers, lowest first; a unit is a top-level module or subpackage of sglab.
 LAYERS = [
-    {"errors", "io", "config", "ops", "schedules", "methods", "trace", "costprofile", "partition"},
+    {"errors", "io", "config", "ops", "schedules", "methods", "trace", "costprofile", "partition", "allocator"},
     {"data", "tasks", "models", "dni"},
     {"exec"},
     {"probes"},
