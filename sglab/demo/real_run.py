@@ -4,8 +4,8 @@ The model is the demo's FCN cut to two layers (:meth:`~sglab.demo.DemoConfig.rea
 that two local processes run it, one stage each. In turn:
 
 1. **profile** it in-run (:func:`sglab.profiling.profile_training`: a real 1-process ``train``
-   with every op timed, one torch thread as each rank has) under ``dni``, and under ``bprop`` for
-   the sequential baseline;
+   with every op timed, in a fresh process of one torch thread as each rank is) under ``dni``, and
+   under ``bprop`` for the sequential baseline;
 2. **probe** this machine with two processes (:func:`sglab.dist.probe_hardware`: link and
    contention, a few repeats) and keep its spec, as ``sglab hardware probe`` writes it;
 3. **predict** the steady step of DNI on two devices and of sequential backprop on one from that
@@ -32,9 +32,8 @@ import tempfile
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -109,31 +108,32 @@ def _model_text(config: ClassifyConfig) -> str:
             f"{config.synth_hidden_layers} hidden layer(s) of {config.synth_width}, seed {config.seed}")
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """One torch thread while inside: each rank of the real run has one, and the profile must time ops as they run there."""
-    import torch
+def _profile_rank(ctx, config: ClassifyConfig, dataset) -> dict[str, Any]:
+    """A rank's in-run profile of ``config``, as a dict (run by :func:`sglab.dist.launch.launch` in a fresh process)."""
+    from sglab.profiling import profile_training
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:  # the profiling run's own directory says nothing the profile does not
+        profile, _ = profile_training(config, tmp, dataset=dataset, skip_steps=PROFILE_SKIP_STEPS)
+    return profile.to_dict()
 
 
 def _profiles(config: DemoConfig, dataset, out: Path) -> dict[str, CostProfile]:
-    """The in-run profile each run is predicted from (label -> profile), also saved as ``real_run/profile-<method>.json``."""
-    from sglab.profiling import profile_training
+    """The in-run profile each run is predicted from (label -> profile), also saved as ``real_run/profile-<method>.json``.
+
+    Each is measured in a fresh process of one torch thread, as a rank is: a process that has run
+    with more threads (the demo's own, after training) stays faster after ``set_num_threads(1)``
+    (the FCN-2's forward of stage 0 took 0.68 ms there, 1.1-1.2 ms in a fresh one-thread process
+    and in the ranks), which made the prediction 28-48 % low.
+    """
+    from sglab.costprofile import CostProfile
+    from sglab.dist.launch import launch
 
     profiles: dict[str, CostProfile] = {}
     by_method: dict[str, CostProfile] = {}
     for label, (method, _) in RUNS.items():
         if method not in by_method:
-            # the profiling run's own directory (checkpoint, metrics) says nothing the profile does not
-            with tempfile.TemporaryDirectory() as tmp, _one_torch_thread():
-                by_method[method], _ = profile_training(config.real_config(method), tmp, dataset=dataset,
-                                                        skip_steps=PROFILE_SKIP_STEPS)
+            raw = launch(_profile_rank, 1, config.real_config(method), dataset, threads=1, run_timeout=RUN_TIMEOUT_S)[0]
+            by_method[method] = CostProfile.from_dict(raw)
             by_method[method].save(out / REAL_RUN_DIR / f"profile-{method}.json")
         profiles[label] = by_method[method]
     return profiles
