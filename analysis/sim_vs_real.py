@@ -123,6 +123,27 @@ def rename_devices(trace: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFram
     return out
 
 
+def predicted_trace(profile, spec: Mapping, method: str, steps: int, seed: int = 0, sequential: bool = False,
+                    microbatches: int | None = None, host_time: bool = True) -> pd.DataFrame:
+    """The simulated trace of a real run, its devices named as the ranks are (``proc0`` → ``rank0``).
+
+    ``spec`` is a hardware spec mapping (as ``sglab hardware probe`` writes it); ``sequential``
+    simulates backprop with every stage on the first device (the 1-process baseline), else
+    ``method`` (with ``microbatches`` for a pipeline) one stage per device. ``host_time`` charges
+    the profile's measured host time per batch (``SimOptions.host_time``).
+    """
+    from sglab.sim import load_hardware, simulate, simulate_baseline
+
+    hardware = load_hardware(dict(spec))
+    if sequential:
+        result = simulate_baseline(profile, hardware, steps=steps, seed=seed, host_time=host_time)
+    else:
+        extra = {"microbatches": microbatches} if microbatches else {}
+        result = simulate(profile, hardware, method, steps=steps, seed=seed, baseline=False, host_time=host_time,
+                          **extra)
+    return rename_devices(result.trace, {d.name: f"rank{i}" for i, d in enumerate(hardware.devices)})
+
+
 def side_by_side_gantt(measured: pd.DataFrame, simulated: pd.DataFrame, steps: Iterable[int],
                        title: str = "", devices_only: bool = True) -> plt.Figure:
     """Measured (top) and simulated (bottom) Gantt charts of the same steps, one row per device, one time axis.

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: analysis/ is a top-level package
     sys.path.insert(0, str(ROOT))
 
-from analysis.sim_vs_real import error_table, markdown_table, rename_devices, save_side_by_side  # noqa: E402
+from analysis.sim_vs_real import error_table, markdown_table, predicted_trace, save_side_by_side  # noqa: E402
 from sglab.io import atomic_write_json, atomic_write_text, provenance  # noqa: E402
 from sglab.trace import steady_step_ns  # noqa: E402
 
@@ -120,20 +120,11 @@ VARIANTS = {"predicted": {"contention": True, "host_time": True, "sender": True}
 def simulate_one(prof, spec: dict, label: str, method: str, args, contention: bool = True, host_time: bool = True,
                  sender: bool = True):
     """The simulated trace of ``label`` (renamed to the real ranks' devices), with the modelled causes asked for."""
-    from sglab.sim import load_hardware, simulate, simulate_baseline
-
     spec = {k: v for k, v in spec.items() if contention or k != "contention"}
     if not sender:
         spec["link"] = {k: v for k, v in spec["link"].items() if k != "sender"}
-    hardware = load_hardware(spec)
-    if label == "sequential":
-        result = simulate_baseline(prof, hardware, steps=args.steps, seed=args.seed, host_time=host_time)
-    else:
-        extra = {"microbatches": args.microbatches} if method in PIPELINES else {}
-        result = simulate(prof, hardware, method, steps=args.steps, seed=args.seed, baseline=False,
-                          host_time=host_time, **extra)
-    names = {d.name: f"rank{i}" for i, d in enumerate(hardware.devices)}
-    return rename_devices(result.trace, names)
+    return predicted_trace(prof, spec, method, args.steps, args.seed, sequential=label == "sequential",
+                           microbatches=args.microbatches if method in PIPELINES else None, host_time=host_time)
 
 
 def op_medians(trace: pd.DataFrame) -> pd.Series:

@@ -160,26 +160,14 @@ def _gb_per_s(bandwidth) -> float:
     return math.inf if bandwidth == "inf" else bandwidth / 1e9
 
 
-def _predict(profile: CostProfile, spec: dict[str, Any], label: str, steps: int, seed: int) -> pd.DataFrame:
-    """The simulated trace of run ``label``, its devices renamed to the real ranks' (``proc0`` -> ``rank0``)."""
-    from analysis.sim_vs_real import rename_devices
-    from sglab.sim import load_hardware, simulate, simulate_baseline
-
-    hardware = load_hardware(spec)
-    method, processes = RUNS[label]
-    if processes == 1:
-        result = simulate_baseline(profile, hardware, steps=steps, seed=seed, host_time=True)
-    else:
-        result = simulate(profile, hardware, method, steps=steps, seed=seed, baseline=False, host_time=True)
-    return rename_devices(result.trace, {d.name: f"rank{i}" for i, d in enumerate(hardware.devices)})
-
-
 def _predictions(runs: dict[str, dict[str, Any]], profiles: dict[str, CostProfile], spec: dict[str, Any], steps: int,
                  seed: int) -> dict[str, pd.DataFrame]:
     """Every run's simulated trace; its predicted step goes into ``runs[label]`` (kept should the real run fail)."""
+    from analysis.sim_vs_real import predicted_trace
+
     simulated = {}
     for label, (method, processes) in RUNS.items():
-        simulated[label] = _predict(profiles[label], spec, label, steps, seed)
+        simulated[label] = predicted_trace(profiles[label], spec, method, steps, seed, sequential=processes == 1)
         runs[label] = {"method": method, "processes": processes, "predicted_step_ms": _step_ms(simulated[label])}
     return simulated
 

@@ -23,8 +23,9 @@ curve as ``contention: {slowdown: [1, slowdown(2), ..., slowdown(K)]}``: the sim
 compute op by slowdown(n) while n devices compute at once (processor sharing), so a pipeline's
 fill and drain, or a locked schedule where one rank computes at a time, are not charged the
 all-busy factor. Links are ``fully_connected`` (each pair its own full-duplex link, as the
-ping-pong measured one pair), and each device gets ``MemTotal / K`` of memory. Provenance (host, CPU, torch, backend, date, the fit)
-is in ``description`` and ``sources``; every raw median is in the ``.probe.json``.
+ping-pong measured one pair), with the sender's measured post time as ``link.sender``, and each
+device gets ``MemTotal / K`` of memory. Provenance (host, CPU, torch, backend, date, the fit) is
+in ``description`` and ``sources``; every raw median is in the ``.probe.json``.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ registry's :meth:`~sglab.methods.Method.rank_actions` with the sends and receive
 - ``U`` steps the optimizer once, after every ``B`` of the step.
 
 Every receive of a step is posted (``irecv``) when the step begins and waited for right before
-the op that reads it (:func:`waits_at_use`: the list puts a ``RECV_*`` where its send happens in
-the global order, which can be ops earlier; waiting there held the last rank's ``B`` of ``j`` until
-``h`` of ``j+1`` came, which the simulator, whose ops wait only for their inputs, never does); sends never wait for the peer unless ``max_pending`` of them are in flight
-(at least ``m``). Because the lists come from one global order in which each receive follows
+the op that reads it (:func:`waits_at_use`). The list puts a ``RECV_*`` where its send happens in
+the global order, which can be ops earlier: waiting there held the last rank's ``B`` of ``j`` until
+``h`` of ``j+1`` came, which the simulator, whose ops wait only for their inputs, never does.
+Sends never wait for the peer unless ``max_pending`` of them are in flight (at least ``m``). Because the lists come from one global order in which each receive follows
 its send, no rank ever waits for a message that a later op of a waiting rank would make.
 
 Every op is recorded as in :mod:`sglab.dist.stage_worker` (:data:`RECORD_FIELDS`, the microbatch

@@ -95,7 +95,7 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
         device["op_overhead_ns"] = int(round(overhead["median_ns"]))
     if memory:
         device["memory_bytes"] = memory // processes
-    bandwidth_text = _bandwidth_text(fit)
+    bandwidth_text = _bandwidth_text(fit.bandwidth_bytes_per_s)
     spec = {
         "name": name or f"{machine['host']}-{processes}proc",
         "description": (f"MEASURED by sglab hardware probe on {where} at {machine['created']}: {processes} local "
@@ -116,7 +116,7 @@ def build_spec(ranks: list[dict], plan: dict, machine: dict, processes: int, nam
              if "op_overhead_ns" in device else "op_overhead_ns: 0 (asked for; the measurement is in the .probe.json)"),
             *([f"link.sender: the sending rank's own time to post a send (gloo copies into the socket in the "
                f"caller), latency + bytes / bandwidth fitted the same way to the medians of the posts: "
-               f"{post_fit.latency_s * 1e6:.4g} us + bytes / {_bandwidth_text(post_fit)}"] if post_fit else []),
+               f"{post_fit.latency_s * 1e6:.4g} us + bytes / {_bandwidth_text(post_fit.bandwidth_bytes_per_s)}"] if post_fit else []),
             "memory_bytes: MemTotal of /proc/meminfo / processes" if memory else "memory: not known (unlimited)",
             "raw medians, fit and machine: the .probe.json next to this spec",
         ] + ([warning] if (warning := fit_warning(fit.rms_relative_residual)) else []),
@@ -153,8 +153,8 @@ def _link_fields(fit) -> dict[str, Any]:
     return {"latency_ns": max(0, int(round(fit.latency_s * 1e9))), "bandwidth_bytes_per_s": bandwidth}
 
 
-def _bandwidth_text(fit) -> str:
-    return "inf" if math.isinf(fit.bandwidth_bytes_per_s) else f"{fit.bandwidth_bytes_per_s / 1e9:.4g} GB/s"
+def _bandwidth_text(bytes_per_s: float) -> str:
+    return "inf" if math.isinf(bytes_per_s) else f"{bytes_per_s / 1e9:.4g} GB/s"
 
 
 def write_probe(result: "ProbeResult", path: str | Path) -> tuple[Path, Path]:
@@ -189,8 +189,8 @@ def format_probe(result: "ProbeResult") -> str:
     if link.get("post_fit"):
         post = link["post_fit"]
         lines.append(f"sender's post time: {post['latency_ns'] / 1e3:.2f} us + bytes / "
-                     + ("inf" if math.isinf(post["bandwidth_bytes_per_s"]) else f"{post['bandwidth_bytes_per_s'] / 1e9:.3f} GB/s")
-                     + " (the sending rank is busy that long; written as link.sender)")
+                     f"{_bandwidth_text(post['bandwidth_bytes_per_s'])} (the sending rank is busy that long; "
+                     "written as link.sender)")
     lines.append(f"op overhead: {rep['op_overhead']['median_ns'] / 1e3:.2f} us per op ({rep['op_overhead']['op']})")
     m, k, n = rep["contention"]["kernel"]
     lines.append(f"contention ({m}x{k} @ {k}x{n} matmul, 1 thread per process):")

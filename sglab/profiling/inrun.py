@@ -184,7 +184,7 @@ def host_totals(timer: OpTimer, skip_steps: int = 0) -> dict[str, int]:
 
     The host part is what the loop does between the timed ops: drawing the batch, metrics,
     Python. Each interval counts the ops that start inside it whatever step they belong to, so
-    a deferred ``T`` still counts as op time. Empty with fewer than two kept steps, or on CUDA
+    a deferred ``T`` still counts as op time. Empty with fewer than three kept steps, or on CUDA
     (kernels overlap the host there, so a gap is not host-only time).
     """
     if timer.cuda:
