@@ -319,8 +319,8 @@ class Method:
             raise MethodError(f"method {self.name!r} is not a pipeline schedule; pipelines: {', '.join(pipelines())}")
         if num_ranks < 1 or microbatches < 1:
             raise ValueError(f"need >= 1 rank and microbatch, got {num_ranks} and {microbatches}")
-        actions = SCHEDULES[self.schedule]
-        return {r: actions(r, num_ranks, microbatches) + [Action(r, "U")] for r in range(num_ranks)}
+        actions = SCHEDULES[self.schedule].actions
+        return {r: actions(r, num_ranks, microbatches, 1) + [Action(r, "U")] for r in range(num_ranks)}
 
 
 def _tie(graph: Graph, chain: Chain) -> None:

@@ -9,17 +9,61 @@ A schedule maps (rank, ranks, microbatches) to that rank's compute actions, writ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from sglab.ops import Action
 
 
-def gpipe_actions(rank: int, num_ranks: int, microbatches: int) -> list[Action]:
+#: How a schedule lays its stages on ranks: ``loop`` puts stage ``s`` on rank ``s % ranks`` (one
+#: stage per rank, or Megatron's interleaving); ``v`` gives rank ``r`` stages ``r`` and
+#: ``2·ranks - 1 - r`` (ZBV, DualPipe-V), so the first and the last stage share rank 0.
+LAYOUTS = ("loop", "v")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A pipeline schedule: each rank's compute actions for one step, over the stages it holds.
+
+    Attributes:
+        name: registry key of the pipeline method that runs it.
+        actions: ``(rank, ranks, microbatches, stages_per_rank) -> [Action]``, the rank's compute
+            actions in order, stages numbered globally (``0..ranks·stages_per_rank - 1``), without
+            the update. Backward actions are ``B`` or, split, ``I`` then later ``W``.
+        layout: :data:`LAYOUTS`.
+        stages_per_rank: stages each rank holds; None: any number ``v >= 1`` (interleaved).
+        split_backward: the lists use ``I``/``W`` (some microbatches may still use a whole ``B``).
+        paper: where the schedule comes from.
+    """
+
+    name: str
+    actions: Callable[[int, int, int, int], list[Action]]
+    layout: str = "loop"
+    stages_per_rank: int | None = 1
+    split_backward: bool = False
+    paper: str = ""
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+
+    def stage_rank(self, stage: int, ranks: int) -> int:
+        """The rank holding ``stage``."""
+        if self.layout == "loop":
+            return stage % ranks
+        return stage if stage < ranks else 2 * ranks - 1 - stage
+
+    def rank_stages(self, rank: int, ranks: int, stages_per_rank: int) -> list[int]:
+        """The stages ``rank`` holds, lowest first."""
+        return [s for s in range(ranks * stages_per_rank) if self.stage_rank(s, ranks) == rank]
+
+
+def gpipe_actions(rank: int, num_ranks: int, microbatches: int, stages_per_rank: int = 1) -> list[Action]:
     """GPipe: every forward, then every backward (Huang et al., 2019)."""
     return [Action(rank, "F", j) for j in range(microbatches)] + [Action(rank, "B", j) for j in range(microbatches)]
 
 
-def one_f_one_b_actions(rank: int, num_ranks: int, microbatches: int) -> list[Action]:
+def one_f_one_b_actions(rank: int, num_ranks: int, microbatches: int, stages_per_rank: int = 1) -> list[Action]:
     """1F1B (PipeDream-Flush): ``ranks - rank - 1`` warm-up forwards, then alternate, then drain.
 
     Rank ``r`` never holds more than ``ranks - r`` microbatches' activations.
@@ -31,8 +75,11 @@ def one_f_one_b_actions(rank: int, num_ranks: int, microbatches: int) -> list[Ac
     return actions + [Action(rank, "B", j) for j in range(microbatches - warmup, microbatches)]
 
 
-#: Pipeline schedule name → per-rank action list (rank, ranks, microbatches) → compute actions.
-SCHEDULES: dict[str, Callable[[int, int, int], list[Action]]] = {"gpipe": gpipe_actions, "1f1b": one_f_one_b_actions}
+#: Pipeline schedule name → :class:`Schedule`.
+SCHEDULES: dict[str, Schedule] = {s.name: s for s in [
+    Schedule("gpipe", gpipe_actions, paper="Huang et al., GPipe, NeurIPS 2019"),
+    Schedule("1f1b", one_f_one_b_actions, paper="Narayanan et al., PipeDream-Flush / Megatron-LM, 2021"),
+]}
 
 
 def with_communication(per_rank: dict[int, list[Action]], stage_rank: Callable[[int], int],

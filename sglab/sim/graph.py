@@ -115,6 +115,13 @@ class TaskGraph:
         self._transfers[(producer, dst)] = last
         return last
 
+    def hop(self, step: int, stage: int, op: str, micro: int, link: str, duration: int, deps=()) -> int:
+        """Add a transfer op of ``duration`` ns on the link resource named ``link``; returns its id.
+
+        For collectives (data parallelism's all-reduce) whose messages are not one producer's output.
+        """
+        return self._add(step, stage, op, micro, self._link(link), duration, deps)
+
     def stage_ops(self, stage: int) -> set[str]:
         """The compute ops this run gives ``stage`` (from the costs looked up while building)."""
         return {op for (s, op, _) in self._op_ns if s == stage}
