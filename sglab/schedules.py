@@ -14,7 +14,6 @@ from typing import Callable
 
 from sglab.ops import Action
 
-
 #: How a schedule lays its stages on ranks: ``loop`` puts stage ``s`` on rank ``s % ranks`` (one
 #: stage per rank, or Megatron's interleaving); ``v`` gives rank ``r`` stages ``r`` and
 #: ``2·ranks - 1 - r`` (ZBV, DualPipe-V), so the first and the last stage share rank 0.

@@ -25,7 +25,7 @@ from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
 from sglab.sim.hardware import Hardware
 from sglab.sim.options import SimOptions
-from sglab.sim.pipeline import UserSchedule, build_pipeline, method_orders, user_orders
+from sglab.sim.pipeline import UserSchedule, build_pipeline, method_orders, stage_placement, user_orders
 from sglab.sim.results import SimResult, add_speedup, summarise
 from sglab.sim.spec import load_hardware
 from sglab.sim.steps import build_steps
@@ -83,7 +83,7 @@ def host_ns_per_batch(profile: CostProfile, options: SimOptions) -> int:
 def build_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
                 placement: list[int] | None = None) -> TaskGraph:
     """The task graph of ``method`` on ``hardware`` (stages placed by the hardware, or on ``placement``)."""
-    placement = hardware.placement_for(profile.num_stages) if placement is None else placement
+    placement = stage_placement(method, hardware, profile.num_stages) if placement is None else placement
     options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
     costs = CostModel(options.synth_cost_ratio, options.override_synth, host_ns_per_batch(profile, options))
     base = method.method if isinstance(method, UserSchedule) else method
@@ -108,7 +108,7 @@ def _options(options: SimOptions | None, overrides: dict[str, Any]) -> SimOption
 
 def _run(profile: CostProfile, hw: Hardware, method: Method | UserSchedule, options: SimOptions,
          placement: list[int] | None = None) -> SimResult:
-    placement = hw.placement_for(profile.num_stages) if placement is None else placement
+    placement = stage_placement(method, hw, profile.num_stages) if placement is None else placement
     options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
     graph = build_graph(profile, hw, method, options, placement)
     engine = Engine(graph, graph.durations(options.seed)).run()

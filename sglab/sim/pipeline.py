@@ -24,6 +24,7 @@ from sglab.ops import ALL_OPS, Action
 from sglab.schedules import with_communication
 from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
+from sglab.sim.hardware import Hardware
 from sglab.sim.options import SimOptions
 from sglab.sim.steps import stash_buffers
 
@@ -74,6 +75,11 @@ def pipeline_schedule(name: str, per_rank: dict[int, Iterable[str | Action]], de
     if not any(parsed.values()):
         raise SimUsageError(f"schedule {name!r} lists no actions")
     return UserSchedule(name, parsed, description or f"user schedule {name}")
+
+
+def stage_placement(method: "Method | UserSchedule", hardware: Hardware, num_stages: int) -> list[int]:
+    """The device of each stage for ``method`` on ``hardware``: the hardware's placement rule."""
+    return hardware.placement_for(num_stages)
 
 
 def microbatch_graph(method: Method, num_stages: int) -> Graph:
