@@ -77,6 +77,11 @@ def pipeline_schedule(name: str, per_rank: dict[int, Iterable[str | Action]], de
     return UserSchedule(name, parsed, description or f"user schedule {name}")
 
 
+def devices_for(method: "Method | UserSchedule | str", num_stages: int) -> int:
+    """Devices one replica of ``method`` uses for ``num_stages`` stages (a sweep resizes machines to it)."""
+    return num_stages
+
+
 def stage_placement(method: "Method | UserSchedule", hardware: Hardware, num_stages: int) -> list[int]:
     """The device of each stage for ``method`` on ``hardware``: the hardware's placement rule."""
     return hardware.placement_for(num_stages)

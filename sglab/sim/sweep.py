@@ -25,6 +25,7 @@ from sglab.partition import regroup
 from sglab.sim.api import simulate
 from sglab.sim.errors import SimError, SimUsageError
 from sglab.sim.options import SimOptions
+from sglab.sim.pipeline import devices_for
 from sglab.sim.spec import hardware_from_dict, hardware_to_dict, load_hardware
 
 #: Swept dimensions: grid field → (summary column, figure x label, log x axis).
@@ -77,8 +78,9 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         if point["stages"] is not None:
             profile = regroup(profile, point["stages"])
         hw = hardware_from_dict(point["hardware"])
-        if point["resize"] and hw.num_devices != profile.num_stages and hw.topology != "custom":
-            hw = hw.resized(profile.num_stages)
+        wanted = devices_for(point["method"], profile.num_stages)
+        if point["resize"] and hw.num_devices != wanted and hw.topology != "custom":
+            hw = hw.resized(wanted)
         if point["bandwidth_GB_per_s"] is not None:
             hw = hw.with_link(bandwidth_bytes_per_s=int(point["bandwidth_GB_per_s"] * 1e9))
         ratio = point["synth_cost_ratio"]
