@@ -115,8 +115,11 @@ class Method:
         aux: the recurrent DNI+Aux auxiliary task (the last chunk's S also runs, for its target).
         weight_delay: DDG: stage i's forward uses weights ``K-1-i`` updates older than plain
             backprop's, so no stage waits for the gradient of its own latest forward.
-        schedule: a pipeline schedule (``gpipe``, ``1f1b``): each step is ``m`` microbatches run
-            in the order of :meth:`rank_actions`, with one update per stage after its last B.
+        schedule: a pipeline schedule (:data:`sglab.schedules.SCHEDULES`): each step is ``m``
+            microbatches run in the order of :meth:`rank_actions`, with one update per stage
+            after its last backward.
+        stages_per_rank: stages each pipeline rank holds (interleaved and V-shaped schedules: 2 by
+            default); the schedule's own number where it fixes one.
         runners: the runners (:data:`RUNNERS`) that can run it.
     """
 
@@ -130,6 +133,7 @@ class Method:
     aux: bool = False
     weight_delay: bool = False
     schedule: str | None = None
+    stages_per_rank: int = 1
     runners: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -143,6 +147,9 @@ class Method:
             raise ValueError("synthetic inputs need synthetic gradients: a stage fed ĥ cannot get a true gradient")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        fixed = SCHEDULES[self.schedule].stages_per_rank if self.schedule else 1
+        if self.stages_per_rank < 1 or fixed not in (None, self.stages_per_rank):
+            raise ValueError(f"schedule {self.schedule!r} puts {fixed} stage(s) on a rank, not {self.stages_per_rank}")
         unknown = set(self.runners) - set(RUNNERS)
         if unknown:
             raise ValueError(f"unknown runners {sorted(unknown)}; known: {', '.join(RUNNERS)}")
@@ -156,6 +163,11 @@ class Method:
     def pipelined(self) -> bool:
         """Whether a step is a pipeline of microbatches (:meth:`rank_actions`)."""
         return self.schedule is not None
+
+    @property
+    def split_backward(self) -> bool:
+        """Whether the backward runs as ``I`` (input gradient) and a later ``W`` (weight gradients), ``B = I + W``."""
+        return self.pipelined and SCHEDULES[self.schedule].split_backward
 
     @property
     def policy(self) -> str:
@@ -235,12 +247,17 @@ class Method:
         return forwards
 
     def _add_true_backward(self, add, graph, chain, forwards, active, locked) -> None:
-        """Backprop: B_i waits for B_{i+1}; U_i waits for B_i (hence for the loss)."""
+        """Backprop: B_i waits for B_{i+1}; U_i waits for B_i (hence for the loss).
+
+        Split (``B = I + W``): I_i waits for I_{i+1}; W_i, which only stage i needs, waits for
+        I_i and may run later; U_i waits for W_i.
+        """
         above = None
         for i in range(max(chain.loss_stages), chain.first - 1, -1):
-            above = add(i, "B", forwards[i], above)
+            above = add(i, "I" if self.split_backward else "B", forwards[i], above)
+            last = add(i, "W", above) if self.split_backward else above
             if active[i]:
-                add(i, "U", above)
+                add(i, "U", last)
 
     def _add_local_backward(self, add, graph, chain, forwards, active, locked) -> None:
         """Nothing crosses an interface: a stage with a loss of its own backpropagates it alone."""
@@ -314,13 +331,22 @@ class Method:
         return 4 * num_ranks if self.pipelined else 1
 
     def rank_actions(self, num_ranks: int, microbatches: int) -> dict[int, list[Action]]:
-        """Each rank's actions for one step, stage ``r`` on rank ``r``, ending with its update ``rU0``."""
+        """Each rank's actions for one step, ending with an update ``sU0`` of each of its stages.
+
+        Rank ``r`` holds the :attr:`stages_per_rank` stages its schedule's layout gives it
+        (stage ``r`` alone for one stage per rank).
+        """
         if not self.pipelined:
             raise MethodError(f"method {self.name!r} is not a pipeline schedule; pipelines: {', '.join(pipelines())}")
         if num_ranks < 1 or microbatches < 1:
             raise ValueError(f"need >= 1 rank and microbatch, got {num_ranks} and {microbatches}")
-        actions = SCHEDULES[self.schedule].actions
-        return {r: actions(r, num_ranks, microbatches, 1) + [Action(r, "U")] for r in range(num_ranks)}
+        schedule, v = SCHEDULES[self.schedule], self.stages_per_rank
+        try:
+            lists = {r: schedule.actions(r, num_ranks, microbatches, v) for r in range(num_ranks)}
+        except ValueError as err:  # sizes the schedule does not support
+            raise MethodError(f"{self.name} cannot run {microbatches} microbatches on {num_ranks} ranks: {err}") from None
+        return {r: lists[r] + [Action(s, "U") for s in reversed(schedule.rank_stages(r, num_ranks, v))]
+                for r in range(num_ranks)}
 
 
 def _tie(graph: Graph, chain: Chain) -> None:

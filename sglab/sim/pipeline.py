@@ -21,15 +21,12 @@ from typing import Iterable
 
 from sglab.methods import METHODS, Graph, Method, topological_order
 from sglab.ops import ALL_OPS, Action
-from sglab.schedules import with_communication
 from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
-from sglab.sim.hardware import Hardware
 from sglab.sim.options import SimOptions
+from sglab.sim.rank_orders import UPDATE, devices_for, method_orders, microbatch_graph, rank_schedule, stage_placement  # noqa: F401  (re-exported: the pipeline's public names)
 from sglab.sim.steps import stash_buffers
 
-#: The op each stage runs once per step, after all its microbatches.
-UPDATE = "U"
 #: Ops a schedule written by hand may list.
 USER_OPS = ("F", "B", "U")
 
@@ -77,79 +74,6 @@ def pipeline_schedule(name: str, per_rank: dict[int, Iterable[str | Action]], de
     return UserSchedule(name, parsed, description or f"user schedule {name}")
 
 
-def devices_for(method: "Method | UserSchedule | str", num_stages: int) -> int:
-    """Devices one replica of ``method`` uses for ``num_stages`` stages (a sweep resizes machines to it)."""
-    return num_stages
-
-
-def stage_placement(method: "Method | UserSchedule", hardware: Hardware, num_stages: int) -> list[int]:
-    """The device of each stage for ``method`` on ``hardware``: the hardware's placement rule."""
-    return hardware.placement_for(num_stages)
-
-
-def microbatch_graph(method: Method, num_stages: int) -> Graph:
-    """One microbatch's ops and dependencies: ``method.step_graph(K)`` without its updates."""
-    graph = method.step_graph(num_stages)
-    return {a: deps for a, deps in graph.items() if a.op != UPDATE}
-
-
-def _expand(per_rank: dict[int, list[Action]], blocks: list[list[int]]) -> list[list[Action]]:
-    """Rank ``r``'s actions on its block of contiguous stages: forwards up the chain, the rest down it."""
-    return [[Action(s, a.op, a.microbatch) for a in per_rank[r] for s in (block if a.op == "F" else block[::-1])]
-            for r, block in enumerate(blocks)]
-
-
-def _ideal_starts(lists: list[list[Action]], graph: Graph) -> dict[Action, int]:
-    """Start times of every stage's actions with one device per stage, F costing 1 and B 2."""
-    done: dict[Action, int] = {}
-    start: dict[Action, int] = {}
-    free, head = [0] * len(lists), [0] * len(lists)
-    progress = True
-    while progress:
-        progress = False
-        for s, actions in enumerate(lists):
-            while head[s] < len(actions):
-                action = actions[head[s]]
-                deps = [Action(d.stage, d.op, action.microbatch) for d in graph[Action(s, action.op)]]
-                if any(d not in done for d in deps):
-                    break
-                start[action] = max([free[s]] + [done[d] for d in deps])
-                done[action] = free[s] = start[action] + (2 if action.op == "B" else 1)
-                head[s] += 1
-                progress = True
-    return start
-
-
-def method_orders(method: Method, placement: list[int], microbatches: int) -> dict[int, list[Action]]:
-    """Each device's actions for one step of registry pipeline ``method``.
-
-    A device holding one contiguous block of stages is one pipeline rank. Otherwise every stage
-    gets its own rank's action list and a device runs its stages' actions in the order of their
-    start times in the ideal schedule with one device per stage and unit costs (a global
-    topological order, so the merged schedule cannot deadlock), then its updates.
-    """
-    devices = list(dict.fromkeys(placement))  # in order of their first stage
-    stages_of = {d: [s for s, where in enumerate(placement) if where == d] for d in devices}
-    blocks = [stages_of[d] for d in devices]
-    if all(block == list(range(block[0], block[-1] + 1)) for block in blocks):
-        return dict(zip(devices, _expand(method.rank_actions(len(devices), microbatches), blocks)))
-    lists = method.rank_actions(len(placement), microbatches)
-    work = [[a for a in lists[s] if a.op != UPDATE] for s in range(len(placement))]
-    start = _ideal_starts(work, microbatch_graph(method, len(placement)))
-    return {d: sorted((a for s in stages_of[d] for a in work[s]), key=lambda a: (start[a], a.stage))
-            + [Action(s, UPDATE) for s in reversed(stages_of[d])] for d in devices}
-
-
-def rank_schedule(method: Method, placement: list[int], microbatches: int) -> dict[int, tuple[int, list[Action]]]:
-    """Per pipeline rank, its device and the actions it runs in one step, with the sends and receives
-    torch's pipelining would add (:func:`~sglab.schedules.with_communication`)."""
-    devices = list(dict.fromkeys(placement))
-    orders = method_orders(method, placement, microbatches)
-    per_rank = with_communication({r: orders[d] for r, d in enumerate(devices)},
-                                  lambda s: devices.index(placement[s]), len(placement))
-    return {r: (devices[r], actions) for r, actions in per_rank.items()}
-
-
 def user_orders(schedule: UserSchedule, placement: list[int]) -> dict[int, list[Action]]:
     """Each device's actions of a hand-written schedule, checked against the stages and microbatches."""
     num_stages, m, name = len(placement), schedule.microbatches, schedule.name
@@ -182,15 +106,37 @@ def user_orders(schedule: UserSchedule, placement: list[int]) -> dict[int, list[
     return orders
 
 
-def _creation_order(graph: Graph, microbatches: int) -> list[Action]:
+def _whole_backward(graph: Graph, stages: set[int]) -> Graph:
+    """``graph`` with a whole ``B`` instead of ``I`` and ``W`` on ``stages`` (DualPipe-V mixes the two)."""
+    if not stages:
+        return graph
+    merged = lambda a: Action(a.stage, "B") if a.op == "I" and a.stage in stages else a  # noqa: E731
+    dropped = lambda a: a.op == "W" and a.stage in stages  # noqa: E731
+    return {merged(a): tuple(merged(d) for d in deps if not dropped(d)) for a, deps in graph.items() if not dropped(a)}
+
+
+def microbatch_graphs(method: Method, num_stages: int, orders: dict[int, list[Action]], microbatches: int) -> list[Graph]:
+    """Each microbatch's ops and dependencies: :func:`microbatch_graph`, with a whole ``B`` on the
+    stages where the orders list one for that microbatch instead of ``I`` and ``W``."""
+    graph = microbatch_graph(method, num_stages)
+    listed = {a for order in orders.values() for a in order}
+    whole = {a.stage for a in graph if a.op == "I"}
+    return [_whole_backward(graph, {s for s in whole if Action(s, "B", j) in listed}) for j in range(microbatches)]
+
+
+def _creation_order(graphs: list[Graph]) -> list[Action]:
     """The step's ops, op by op in the order one microbatch first runs them, microbatch by microbatch.
 
-    For a backprop pipeline that is every forward, then every backward: each op is created
-    after the ops it waits for, and each device gets its ops in the order it runs them.
+    For a backprop pipeline that is every forward, then every backward (input gradients, then
+    weight gradients when split): each op is created after the ops it waits for, and each
+    device gets its ops in the order it runs them. A whole ``B`` takes the place of its ``I``.
     """
-    order = topological_order(graph)
-    return [Action(a.stage, a.op, j) for op in dict.fromkeys(a.op for a in order)
-            for j in range(microbatches) for a in order if a.op == op]
+    orders = [topological_order(graph) for graph in graphs]
+    split = any(a.op == "I" for order in orders for a in order)
+    slot = lambda op: "I" if op == "B" and split else op  # noqa: E731
+    kinds = dict.fromkeys(slot(a.op) for order in orders for a in order)
+    return [Action(a.stage, a.op, j) for kind in kinds for j, order in enumerate(orders)
+            for a in order if slot(a.op) == kind]
 
 
 def build_pipeline(g: TaskGraph, method: Method, orders: dict[int, list[Action]], options: SimOptions) -> None:
@@ -200,8 +146,8 @@ def build_pipeline(g: TaskGraph, method: Method, orders: dict[int, list[Action]]
                             f"update_prob does not apply")
     num_stages, m = len(g.placement), options.microbatches
     whole = method.step_graph(num_stages)
-    graph = microbatch_graph(method, num_stages)
-    created_in = _creation_order(graph, m)
+    graphs = microbatch_graphs(method, num_stages, orders, m)
+    created_in = _creation_order(graphs)
     updates = [(u, whole[u]) for u in topological_order(whole) if u.op == UPDATE]
     edges: dict[Action, list] = {}
     for edge in method.cross_step_edges(num_stages, options.max_ahead):
@@ -213,11 +159,11 @@ def build_pipeline(g: TaskGraph, method: Method, orders: dict[int, list[Action]]
         tasks: dict[Action, int] = {}
         for a in created_in:
             waits = [_input(g, tasks[Action(d.stage, d.op, a.microbatch)], d.stage, a.stage)
-                     for d in graph[Action(a.stage, a.op)]]
+                     for d in graphs[a.microbatch][Action(a.stage, a.op)]]
             waits += _earlier(steps, step, edges.get(Action(a.stage, a.op), ()), a.microbatch)
             tasks[a] = g.compute(step, a.stage, a.op, a.microbatch, waits)
         for u, deps in updates:
-            tasks[u] = g.compute(step, u.stage, UPDATE, 0, [tasks[Action(d.stage, d.op, j)] for d in deps
+            tasks[u] = g.compute(step, u.stage, UPDATE, 0, [_last_gradient(tasks, d, j) for d in deps
                                                              for j in range(m)])
         for j in range(m):
             for alloc, free, kind in stash_buffers(tasks, range(num_stages), j):
@@ -227,6 +173,12 @@ def build_pipeline(g: TaskGraph, method: Method, orders: dict[int, list[Action]]
         steps.append(tasks)
     for d, order in device_orders.items():
         g.set_order(d, order)
+
+
+def _last_gradient(tasks: dict[Action, int], dep: Action, microbatch: int) -> int:
+    """The task of ``dep`` (a stage's B or W) on ``microbatch``; its whole B where that microbatch ran one."""
+    task = tasks.get(Action(dep.stage, dep.op, microbatch))
+    return tasks[Action(dep.stage, "B", microbatch)] if task is None else task
 
 
 def _input(g: TaskGraph, producer: int, producer_stage: int, consumer_stage: int) -> int:

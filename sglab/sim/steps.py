@@ -25,8 +25,9 @@ from sglab.ops import Action
 from sglab.sim.graph import TaskGraph
 from sglab.sim.options import SimOptions
 
-#: Memory a stage holds between two of its ops: (allocated at, freed after, kind).
-STASHES = (("F", "B", "activation"), ("S", "T", "synth_input"))
+#: Memory a stage holds between two of its ops: (allocated at, freed after, kind). A split
+#: backward holds the stage's input until its W, which needs it for the weight gradients.
+STASHES = (("F", "B", "activation"), ("F", "W", "activation"), ("S", "T", "synth_input"))
 
 
 def stash_buffers(ops: set[Action] | dict[Action, object], stages: range, microbatch: int = 0) -> list[tuple]:
