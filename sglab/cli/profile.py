@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                      help="what each time reports (default: median; spread is always the IQR)")
     how.add_argument("--clock", choices=["perf_counter", "thread_time"], default="perf_counter",
                      help="CPU clock: wall time (default) or this thread's CPU time (needs --threads 1)")
-    how.add_argument("--no-split", action="store_true", help="micro: do not time I and W separately")
+    how.add_argument("--no-split", action="store_true", help="do not time I and W (B = I + W) separately")
     how.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     how.add_argument("--run-dir", type=Path, default=None, help="inrun: run directory (default: a temporary one)")
     graph = parser.add_argument_group("import instead of measuring")
@@ -127,10 +127,12 @@ def _measure(args: argparse.Namespace, config: ClassifyConfig):
 
         if args.run_dir:
             return profile_training(config, args.run_dir, dataset=data, skip_steps=args.warmup, progress=not args.no_progress,
-                                    statistic=args.statistic, clock=args.clock)
+                                    statistic=args.statistic, clock=args.clock,
+                                    split_backward=not args.no_split)
         with tempfile.TemporaryDirectory(prefix="sglab-profile-") as tmp:
             return profile_training(config, tmp, dataset=data, skip_steps=args.warmup, progress=not args.no_progress,
-                                    statistic=args.statistic, clock=args.clock)
+                                    statistic=args.statistic, clock=args.clock,
+                                    split_backward=not args.no_split)
     from sglab.config import resolve_device
     from sglab.profiling.microbench import profile_model
 

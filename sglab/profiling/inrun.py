@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,8 +215,11 @@ def profile_from_timer(
     totals: dict[str, int] | None = None,
     notes: str = "",
     statistic: str = "median",
+    extra_samples: dict[tuple[int, str], list[int]] | None = None,
 ) -> CostProfile:
     """A :class:`CostProfile` from the ops ``timer`` saw, leaving out the first ``skip_steps``.
+
+    ``extra_samples`` (``(stage, op) -> ns samples``) adds ops timed outside the run (I and W).
 
     Byte sizes come from ``runner`` if given, else from a freshly built CPU copy of the model
     (shapes and parameter counts do not depend on the device or on training).
@@ -230,7 +234,8 @@ def profile_from_timer(
         raise ProfileError(f"the timer saw {timer.num_steps} steps; none left after skipping {skip_steps} for warm-up")
     sizes = stage_sizes(runner, input_shape, config.batch_size)
     peaks = timer.peak_memory(skip_steps) if timer.track_memory else None
-    stages = stage_costs(timer.durations(skip_steps), sizes, config.method, peaks, statistic)
+    samples = {**timer.durations(skip_steps), **(extra_samples or {})}
+    stages = stage_costs(samples, sizes, config.method, peaks, statistic)
     dtype = next(runner.stages.parameters()).dtype
     measurement = make_measurement(
         source, timer.device, config.batch_size, used, skip_steps, timer.timer_name, dtype, notes, statistic
@@ -250,10 +255,15 @@ def profile_training(
     track_memory: bool = False,
     statistic: str = "median",
     clock: str = "perf_counter",
+    split_backward: bool = True,
+    split_repeats: int = 10,
 ) -> tuple[CostProfile, OpTimer]:
     """Train ``config`` into ``out_dir`` with every op timed; returns the profile and the timer.
 
-    The first ``skip_steps`` steps (allocator warm-up, lazy initialisation) are left out.
+    The first ``skip_steps`` steps (allocator warm-up, lazy initialisation) are left out. With
+    ``split_backward``, each stage's I and W (``B = I + W``, for zero-bubble schedules) are then
+    timed ``split_repeats`` times in isolation (:mod:`sglab.profiling.backward_split`): training
+    runs whole backwards, so the run itself never splits one.
     ``clock`` is the CPU clock (see :class:`OpTimer`). Fixes glibc's malloc thresholds for this
     process first (:func:`sglab.allocator.steady_allocator`), as every rank of ``sglab.dist`` does.
     """
@@ -270,6 +280,25 @@ def profile_training(
     timer = OpTimer(resolve_device(config.device), track_memory=track_memory, clock=clock)
     train(config, out_dir, progress=progress, dataset=data, observer=timer)
     notes = f"timed inside sglab train: {config.steps} steps, first {skip_steps} left out"
+    split = None
+    if split_backward:
+        split = _time_split(config, data, timer, split_repeats)
+        notes += f"; I and W timed in isolation after training ({split_repeats} repeats)"
     profile = profile_from_timer(timer, config, data.input_shape, data.num_classes, skip_steps=skip_steps, notes=notes,
-                                 statistic=statistic)
+                                 statistic=statistic, extra_samples=split)
     return profile, timer
+
+
+def _time_split(config: ClassifyConfig, data: Dataset, timer: OpTimer, repeats: int) -> dict[tuple[int, str], list[int]]:
+    """I and W of every stage of a fresh copy of ``config``'s model, on the run's device and clock."""
+    from sglab.profiling.backward_split import fixed_batch, time_split_backward
+    from sglab.training.build import build_chain
+
+    if repeats < 1:
+        raise ProfileError(f"split_repeats must be >= 1, got {repeats}")
+    device = timer.device
+    with torch.random.fork_rng(devices=[]):  # leave the caller's generator as training left it
+        runner = build_chain(config, data.input_shape, data.num_classes, device)
+    x, y = fixed_batch(data, data.input_shape, data.num_classes, config.batch_size, device, config.seed)
+    clock = None if device.type == "cuda" else {"thread_time": time.thread_time}.get(timer.timer_name, time.perf_counter)
+    return time_split_backward(runner, x, y, repeats, min(2, repeats), clock)

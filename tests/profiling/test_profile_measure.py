@@ -93,7 +93,7 @@ def test_shapes_without_a_dataset(dataset):
 
 def test_in_run_profile_times_a_real_training_run(dataset, tmp_path):
     config = tiny_config("dni", steps=12)
-    profile, timer = profile_training(config, tmp_path / "run", dataset=dataset, skip_steps=2)
+    profile, timer = profile_training(config, tmp_path / "run", dataset=dataset, skip_steps=2, split_backward=False)
     assert (tmp_path / "run" / "metrics.csv").exists()  # it really trained
     assert timer.num_steps == 12
     m = profile.measurement
@@ -102,6 +102,19 @@ def test_in_run_profile_times_a_real_training_run(dataset, tmp_path):
         assert set(stage.times_ns) == expected_ops("dni", stage.index, 3) - {"I", "W"}
         assert all(t > 0 for t in stage.times_ns.values())
         assert all(n == 10 for n in stage.samples.values())
+
+
+def test_in_run_profile_splits_the_backward_after_training(dataset, tmp_path):
+    profile, _ = profile_training(tiny_config("bprop", steps=8), tmp_path / "run", dataset=dataset, skip_steps=2,
+                                  split_repeats=3)
+    assert "I and W timed in isolation after training (3 repeats)" in profile.measurement.notes
+    for stage in profile.stages:
+        assert set(stage.times_ns) == expected_ops("bprop", stage.index, 3)
+        assert stage.samples["I"] == stage.samples["W"] == 3
+        assert stage.samples["B"] == 6 and stage.times_ns["I"] > 0 and stage.times_ns["W"] > 0
+    with pytest.raises(ProfileError, match="split_repeats must be >= 1"):
+        profile_training(tiny_config("bprop", steps=4), tmp_path / "again", dataset=dataset, skip_steps=2,
+                         split_repeats=0)
 
 
 def test_in_run_needs_steps_after_warmup(dataset, tmp_path):
