@@ -186,7 +186,8 @@ def _list() -> int:
 def _print_schedule(args: argparse.Namespace, names: list[str]) -> int:
     """Each rank's actions of one step, with the sends and receives torch's pipelining would add."""
     from sglab.sim import load_hardware
-    from sglab.sim.pipeline import rank_schedule
+    from sglab.sim.errors import SimUsageError
+    from sglab.sim.pipeline import rank_schedule, stage_placement
 
     method = get_method(names[0], "sim")
     if len(names) != 1 or not method.pipelined:
@@ -199,7 +200,10 @@ def _print_schedule(args: argparse.Namespace, names: list[str]) -> int:
     else:
         raise UsageError("--schedule needs the number of stages: give --profile or --stages")
     hw = load_hardware(args.hardware, args.reference_flops)
-    placement = hw.placement_for(num_stages)
+    try:
+        placement = stage_placement(method, hw, num_stages)
+    except SimUsageError as err:
+        raise UsageError(str(err)) from None
     ranks = len(set(placement))
     m = method.default_microbatches(ranks) if args.microbatches is None else args.microbatches
     if m < 1:

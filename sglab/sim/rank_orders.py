@@ -108,8 +108,10 @@ def method_orders(method: Method, placement: list[int], microbatches: int) -> di
     devices = list(dict.fromkeys(placement))  # in order of their first stage
     stages_of = {d: [s for s, where in enumerate(placement) if where == d] for d in devices}
     if _laid_out(method):
-        lists = method.rank_actions(len(devices), microbatches)
-        return {placement[lists[r][0].stage]: actions for r, actions in lists.items()}
+        ranks, schedule = len(devices), SCHEDULES[method.schedule]
+        lists = method.rank_actions(ranks, microbatches)
+        return {placement[schedule.rank_stages(r, ranks, method.stages_per_rank)[0]]: actions
+                for r, actions in lists.items()}
     blocks = [stages_of[d] for d in devices]
     if all(block == list(range(block[0], block[-1] + 1)) for block in blocks):
         return dict(zip(devices, _expand(method.rank_actions(len(devices), microbatches), blocks)))
