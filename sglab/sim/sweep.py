@@ -5,13 +5,17 @@ Each grid point is a plain dict (profile and hardware as spec mappings), so any
 ``dask.distributed`` cluster's executor when a scheduler address is given. A point that cannot
 be simulated becomes a row with its ``error`` rather than stopping the sweep. Figures of a
 sweep are drawn by :func:`analysis.sim_figures.sweep_figures`.
+
+:func:`frontier_grids` turns a grid into the few grids that compare every locked schedule with
+every unlocked method (``sglab sweep --frontier``; :mod:`analysis.frontier` reads the rows).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,7 @@ import pandas as pd
 from sglab.costprofile import CostProfile
 from sglab.errors import SglabError
 from sglab.io import atomic_write_json, atomic_write_text, provenance
-from sglab.methods import method_names
+from sglab.methods import get_method, method_names
 from sglab.partition import regroup
 from sglab.sim.api import simulate
 from sglab.sim.errors import SimError, SimUsageError
@@ -67,6 +71,51 @@ class SweepGrid:
                 for m, h, k, bw, r, mb in combos]
 
 
+def locked_methods() -> list[str]:
+    """The registry's locked baselines the simulator runs: every method whose true gradient crosses each
+    interface of the current weights (bprop and every pipeline schedule).
+
+    DDG also sends true gradients, but its forwards run on stale weights so that no stage waits
+    for its own gradient: it is backward-unlocked, so it is no locked baseline.
+    """
+    return [m for m in method_names("sim") if get_method(m).gradient == "true" and not get_method(m).weight_delay]
+
+
+def unlocked_methods() -> list[str]:
+    """The registry's fully unlocked methods the simulator runs: synthetic gradients at every interface,
+    every stage updating every step (``stochastic`` does less work, ``mixed`` waits half the time)."""
+    return [m for m in method_names("sim")
+            if get_method(m).synthetic_gradients and get_method(m).update_prob == 1 and get_method(m).unlock_prob == 1]
+
+
+def frontier_grids(grid: SweepGrid) -> tuple[SweepGrid, ...]:
+    """``grid`` as the few grids that compare its locked methods with its unlocked ones, without redundant points.
+
+    A method that runs no synthesizer (bprop, the pipelines, DDG, No Bprop) runs once per point
+    whatever ``synth_cost_ratios`` says, and a method that is no pipeline runs one batch per step,
+    once whatever ``microbatches`` says. Sequential backprop on one device (``bprop`` at one stage)
+    is added when the grid has bprop but not one stage: on slow links the best locked training may
+    be not to split the model at all. Methods are named as the registry names them (no aliases).
+    """
+    methods = list(dict.fromkeys(get_method(m, "sim").name for m in grid.methods))
+    grids = []
+    for synth, piped in itertools.product((False, True), repeat=2):
+        group = tuple(m for m in methods if _runs_synthesizers(m) == synth and get_method(m).pipelined == piped)
+        if group:
+            grids.append(replace(grid, methods=group, synth_cost_ratios=grid.synth_cost_ratios if synth else (None,),
+                                 microbatches=grid.microbatches if piped else (None,),
+                                 override_synth=grid.override_synth and synth))
+    if "bprop" in methods and 1 not in grid.stages:
+        grids.append(replace(grid, methods=("bprop",), stages=(1,), synth_cost_ratios=(None,), microbatches=(None,),
+                             override_synth=False))
+    return tuple(grids)
+
+
+def _runs_synthesizers(method: str) -> bool:
+    """Whether ``method`` runs S and T ops, whose cost ``synth_cost_ratio`` sets (DGL's local heads run as S, T)."""
+    return get_method(method).gradient in ("synthetic", "local")
+
+
 def run_point(point: dict[str, Any]) -> dict[str, Any]:
     """Simulate one grid point; returns its summary row (with ``error`` set if it failed)."""
     row = {"hardware_spec": point["hardware_name"], "stages_requested": point["stages"],
@@ -92,10 +141,11 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def run_sweep(profile: CostProfile, grid: SweepGrid, executor: Executor | None = None, workers: int | None = None,
-              scheduler_address: str | None = None, progress: bool = True,
+def run_sweep(profile: CostProfile, grid: SweepGrid | Sequence[SweepGrid], executor: Executor | None = None,
+              workers: int | None = None, scheduler_address: str | None = None, progress: bool = True,
               connect_timeout_s: float = 10.0) -> pd.DataFrame:
-    """Run every point of ``grid`` and return one row per point, in grid order.
+    """Run every point of ``grid`` (or of several grids, one after another) and return one row per point,
+    in grid order.
 
     ``executor`` is used as given; otherwise a ``dask.distributed`` client's executor when
     ``scheduler_address`` is set (a scheduler that does not answer within ``connect_timeout_s``
@@ -105,7 +155,8 @@ def run_sweep(profile: CostProfile, grid: SweepGrid, executor: Executor | None =
 
     if workers is not None and workers < 1:
         raise SimUsageError(f"workers must be >= 1, got {workers}")
-    points = grid.points(profile)
+    grids = (grid,) if isinstance(grid, SweepGrid) else tuple(grid)
+    points = [point for g in grids for point in g.points(profile)]
     owned, client = None, None
     if executor is None:
         if scheduler_address:
@@ -139,9 +190,10 @@ def _dask_client(address: str, timeout_s: float):
                        f"({type(err).__name__}: {err}); is it running and reachable from here?") from None
 
 
-def write_sweep(table: pd.DataFrame, grid: SweepGrid, out_dir: str | Path) -> list[Path]:
-    """Write ``sweep.csv`` and ``sweep.json`` (grid and provenance); returns the paths."""
+def write_sweep(table: pd.DataFrame, grid: SweepGrid | Sequence[SweepGrid], out_dir: str | Path) -> list[Path]:
+    """Write ``sweep.csv`` and ``sweep.json`` (grid, or list of grids, and provenance); returns the paths."""
     out = Path(out_dir)
-    meta = {"grid": dict(grid.__dict__), "provenance": provenance()}
+    grids = dict(grid.__dict__) if isinstance(grid, SweepGrid) else [dict(g.__dict__) for g in grid]
+    meta = {"grid": grids, "provenance": provenance()}
     return [atomic_write_text(out / "sweep.csv", table.to_csv(index=False)),
             atomic_write_json(out / "sweep.json", meta)]

@@ -155,3 +155,33 @@ def test_sweep_on_a_dask_cluster(profile_factory):
     with cluster:
         table = run_sweep(profile, grid, scheduler_address=cluster.scheduler_address, progress=False)
     assert list(table["method"]) == ["dni", "bprop"] and (table["error"] == "").all()
+
+
+def test_sweep_frontier_writes_the_table_and_prints_it(profile_path, tmp_path, capsys):
+    out = tmp_path / "frontier"
+    assert main(["sweep", "--profile", str(profile_path), "--frontier", "--methods", "backprop,gpipe,dni",
+                 "--stages", "4", "--bandwidth", "10", "--synth-cost-ratios", "0,1", "--steps", "4", "--workers", "1",
+                 "--no-figures", "--no-progress", "--out", str(out)]) == 0
+    sweep = pd.read_csv(out / "sweep.csv")
+    # bprop and gpipe once (no synthesizer), dni per synthesizer cost, and bprop on one device
+    assert list(zip(sweep["method"], sweep["num_stages"])) == [("bprop", 4), ("gpipe", 4), ("dni", 4), ("dni", 4),
+                                                               ("bprop", 1)]
+    front = pd.read_csv(out / "frontier.csv")
+    assert front["synth_cost_ratio"].tolist() == [0.0, 1.0] and set(front["best_locked"]) == {"gpipe"}
+    text = capsys.readouterr().out
+    assert "frontier: steady throughput of each unlocked method over the best locked schedule" in text
+    assert "best_locked" in text and "ratio" in text
+    assert "cluster-10gbe, K = 4, 10 GB/s: dni wins at r = 0" in text and "loses at r = 1" in text
+    assert not (out / "frontier.png").exists() and not (out / "speedup_vs_synth_cost_ratio.png").exists()
+
+
+def test_sweep_frontier_errors(profile_path, tmp_path, capsys):
+    p, out = str(profile_path), str(tmp_path / "frontier")
+    fails(capsys, ["sweep", "--profile", p, "--out", out, "--frontier", "--methods", "dni,cdni"], 2,
+          "--methods 'dni,cdni' needs at least one of each")
+    fails(capsys, ["sweep", "--profile", p, "--out", out, "--frontier", "--methods", "bprop,gpipe"], 2,
+          "needs at least one of each")
+    fails(capsys, ["sweep", "--profile", p, "--out", out, "--frontier", "--steps", "3"], 2,
+          "--frontier-metric steady measures the middle half of at least 4 steps; --steps is 3")
+    fails(capsys, ["sweep", "--profile", p, "--out", out, "--frontier", "--methods", "magic"], 2,
+          "unknown method 'magic'")
