@@ -133,6 +133,21 @@ def measured_synth_ratio(profile) -> float | None:
     return sum(t["S"] + t["T"] for t in stages) / forward if forward else None
 
 
+def measured_synth_ratios(profile, stage_counts) -> dict[int, float]:
+    """:func:`measured_synth_ratio` of ``profile`` merged into each of ``stage_counts`` stages (``None``: as
+    measured), where defined: merged stages keep the synthesizer of their last layer only, so the ratio
+    falls as fewer, heavier stages share the measured synthesizers."""
+    from sglab.partition import regroup
+
+    ratios = {}
+    for k in stage_counts:
+        merged = profile if k is None or k == profile.num_stages else regroup(profile, k)
+        ratio = measured_synth_ratio(merged)
+        if ratio is not None:
+            ratios[merged.num_stages] = ratio
+    return ratios
+
+
 def bandwidth_label(bw: float) -> str:
     """``10 GB/s``, or ``the spec's link`` for a bandwidth swept "as given" (NaN)."""
     return "the spec's link" if pd.isna(bw) else f"{bw:g} GB/s"

@@ -23,6 +23,13 @@ def _equal(values: pd.Series, value) -> pd.Series:
     return values.isna() if pd.isna(value) else values == value
 
 
+def _ratio_at(measured_ratio, stages: int) -> float:
+    """The measured synthesizers' ``r`` at ``stages`` (one number for all, or a mapping per stage count); NaN: none."""
+    if isinstance(measured_ratio, dict):
+        measured_ratio = measured_ratio.get(int(stages))
+    return np.nan if measured_ratio is None else float(measured_ratio)
+
+
 def _rows(table: pd.DataFrame, method: str, hardware: str | None, microbatches, measured_ratio) -> tuple:
     """The rows one figure draws, with the synthesizer-cost axis ``x``, and its machine and microbatch count."""
     data = table[table["method"] == method]
@@ -35,16 +42,20 @@ def _rows(table: pd.DataFrame, method: str, hardware: str | None, microbatches, 
     if "microbatches_per_step" in data:
         microbatches = distinct(data["microbatches_per_step"])[0] if microbatches is None else microbatches
         data = data[_equal(data["microbatches_per_step"], microbatches)]
-    # measured synthesizers (no ratio) sit at measured_ratio, or are not drawn without one
-    x = data["synth_cost_ratio"].astype(float).fillna(np.nan if measured_ratio is None else measured_ratio)
+    # measured synthesizers (no ratio) sit at their stage count's measured ratio, or are not drawn without one
+    at = data["stages"].map(lambda k: _ratio_at(measured_ratio, k)).astype(float)
+    x = data["synth_cost_ratio"].astype(float).fillna(at)
     return data.assign(x=x).dropna(subset=["x"]).sort_values("x"), hardware, microbatches
 
 
 def plot_frontier(table: pd.DataFrame, method: str | None = None, hardware: str | None = None,
-                  microbatches: float | None = None, measured_ratio: float | None = None, title: str | None = None):
+                  microbatches: float | None = None, measured_ratio: float | dict[int, float] | None = None,
+                  title: str | None = None):
     """Ratio to the best locked schedule (log, line at 1) against synthesizer cost, one line per link
     bandwidth, one column per stage count, a marker per best locked schedule; below, the peak memory
-    per device of the unlocked method (solid) and of its best locked rival (dashed).
+    per device of the unlocked method (solid) and of its best locked rival (dashed). Rows of measured
+    synthesizers are drawn at ``measured_ratio`` (one ``r``, or one per stage count as
+    :func:`analysis.frontier.measured_synth_ratios` gives), or not at all without it.
 
     ``method`` defaults to DNI (or the table's first); ``hardware`` to the method's first machine; rows
     of a table with ``microbatches_per_step`` are drawn at ``microbatches`` (default: the first count).
@@ -67,8 +78,9 @@ def plot_frontier(table: pd.DataFrame, method: str | None = None, hardware: str 
             _draw_line(axes[0, col], axes[1, col], column[_equal(column["bandwidth_GB_per_s"], bw)],
                        colors[str(bw)], markers)
         axes[0, col].set_title(f"K = {k} stages ({int(column['devices'].iloc[0])} devices)")
-    _decorate(axes, method, measured_ratio)
-    _legend(fig, bandwidths, colors, sorted(set(data["best_locked"]), key=names.index), markers, method)
+    _decorate(axes, method, [_ratio_at(measured_ratio, k) for k in stages])
+    _legend(fig, bandwidths, colors, sorted(set(data["best_locked"]), key=names.index), markers, method,
+            bool(data["synth_cost_ratio"].isna().any()))
     suffix = f", {microbatches_label(microbatches)} per pipeline step" if "microbatches_per_step" in table else ""
     fig.suptitle(title or f"{method} against the best locked schedule on {hardware}{suffix}")
     fig.tight_layout()
@@ -76,17 +88,20 @@ def plot_frontier(table: pd.DataFrame, method: str | None = None, hardware: str 
 
 
 def _draw_line(top, bottom, line: pd.DataFrame, color, markers: dict) -> None:
-    """One bandwidth's line: the ratio (a marker per best locked schedule) on top, memory below."""
-    top.plot(line["x"], line["ratio"], color=color, linewidth=1.2)
-    bottom.plot(line["x"], line["peak_memory_bytes"] / 1e6, color=color, linewidth=1.2)
-    bottom.plot(line["x"], line["best_locked_peak_memory_bytes"] / 1e6, color=color, linewidth=1, linestyle="--")
-    for best, points in line.groupby("best_locked"):
-        top.scatter(points["x"], points["ratio"], marker=markers[best], color=color, edgecolor="black",
-                    linewidth=0.4, s=36, zorder=3)
+    """One bandwidth's line: the ratio (a marker per best locked schedule) on top, memory below. Measured
+    synthesizers (no ``synth_cost_ratio``) are hollow markers off the line: their S/F and T/F differ per stage
+    and from the ``S = r·F, T = 2r·F`` the line models."""
+    swept = line[line["synth_cost_ratio"].notna()]
+    top.plot(swept["x"], swept["ratio"], color=color, linewidth=1.2)
+    bottom.plot(swept["x"], swept["peak_memory_bytes"] / 1e6, color=color, linewidth=1.2)
+    bottom.plot(swept["x"], swept["best_locked_peak_memory_bytes"] / 1e6, color=color, linewidth=1, linestyle="--")
+    for (best, measured), points in line.groupby(["best_locked", line["synth_cost_ratio"].isna()]):
+        top.scatter(points["x"], points["ratio"], marker=markers[best], color="white" if measured else color,
+                    edgecolor=color if measured else "black", linewidth=1.2 if measured else 0.4, s=36, zorder=3)
 
 
-def _decorate(axes, method: str, measured_ratio: float | None) -> None:
-    """Axes labels, the break-even line at 1, log ratios and the measured synthesizers' cost."""
+def _decorate(axes, method: str, measured: list[float]) -> None:
+    """Axes labels, the break-even line at 1, log ratios and the measured synthesizers' cost in each column."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     for top, bottom in zip(axes[0], axes[1]):
@@ -100,25 +115,29 @@ def _decorate(axes, method: str, measured_ratio: float | None) -> None:
     axes[0, 0].yaxis.set_minor_formatter(NullFormatter())
     axes[0, 0].set_ylabel(f"{method} / best locked\nthroughput (> 1: {method} wins)")
     axes[1, 0].set_ylabel("peak memory per\ndevice (MB)")
-    if measured_ratio is not None:
-        for ax in axes.flat:
-            ax.axvline(measured_ratio, color="grey", linewidth=0.6, linestyle="-.")
-        axes[0, 0].annotate("measured", (measured_ratio, 1.0), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    for col, r in enumerate(measured):
+        if not np.isnan(r):
+            for ax in axes[:, col]:
+                ax.axvline(r, color="grey", linewidth=0.6, linestyle="-.")
+            axes[0, col].annotate("measured", (r, 1.0), xytext=(3, 3), textcoords="offset points", fontsize=7)
 
 
-def _legend(fig, bandwidths: list, colors: dict, shown: list[str], markers: dict, method: str) -> None:
+def _legend(fig, bandwidths: list, colors: dict, shown: list[str], markers: dict, method: str,
+            measured: bool) -> None:
     """Colours (bandwidths), markers (best locked schedules) and line styles (memory) in one legend."""
     from matplotlib.lines import Line2D
 
     handles = ([Line2D([], [], color=colors[str(bw)], label=bandwidth_label(bw)) for bw in bandwidths]
                + [Line2D([], [], linestyle="", marker=markers[m], color="grey", markeredgecolor="black",
                          label=f"best locked: {m}") for m in shown]
+               + [Line2D([], [], linestyle="", marker="o", color="white", markeredgecolor="grey",
+                         label="hollow: measured synthesizers")] * measured
                + [Line2D([], [], color="black", label=f"memory: {method}"),
                   Line2D([], [], color="black", linestyle="--", label="memory: best locked")])
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
 
 
-def frontier_figures(table: pd.DataFrame, out: str | Path, measured_ratio: float | None = None,
+def frontier_figures(table: pd.DataFrame, out: str | Path, measured_ratio: float | dict[int, float] | None = None,
                      formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """:func:`plot_frontier` for every unlocked method, machine (and microbatch count) of ``table``, saved in
     ``out`` as ``frontier`` (DNI, or the first method) or ``frontier-<method>``, with ``-<hardware>`` when

@@ -14,8 +14,14 @@ sys.path.insert(0, str(Path(__file__).parent / "sim"))
 
 from simfixtures import build_profile  # noqa: E402
 
-from analysis.frontier import frontier_summary, frontier_table, measured_synth_ratio, method_role  # noqa: E402
-from analysis.frontier_figures import frontier_figures, plot_frontier  # noqa: E402
+from analysis.frontier import (  # noqa: E402
+    frontier_summary,
+    frontier_table,
+    measured_synth_ratio,
+    measured_synth_ratios,
+    method_role,
+)
+from analysis.frontier_figures import _rows, frontier_figures, plot_frontier  # noqa: E402
 from sglab.methods import METHODS, pipelines  # noqa: E402
 from sglab.sim.sweep import SweepGrid, frontier_grids, locked_methods, run_sweep, unlocked_methods  # noqa: E402
 
@@ -162,6 +168,23 @@ def test_frontier_grids_drop_redundant_points_and_add_one_stage_bprop():
 def test_measured_synth_ratio():
     assert measured_synth_ratio(build_profile(3, F=1000, S=200, T=400)) == pytest.approx(0.2)
     assert measured_synth_ratio(build_profile(3, S=None, T=None)) is None
+    # merged stages keep their last layer's synthesizer: 600 / (3 * 2000) on two stages of two layers
+    assert measured_synth_ratios(build_profile(4, F=1000, S=200, T=400), (2, None, 1)) == pytest.approx(
+        {2: 0.1, 4: 0.2, 1: 0.05})
+    assert measured_synth_ratios(build_profile(4, S=None, T=None), (2,)) == {}
+
+
+def test_measured_rows_sit_at_their_stage_counts_ratio_or_are_not_drawn():
+    sweep = table(*[row("dni", k, 1_000_000, r=r) for k in (2, 4) for r in (0.5, None)],
+                  row("gpipe", 2, 1_000_000, microbatches=2), row("gpipe", 4, 1_000_000, microbatches=2))
+    front = frontier_table(sweep)
+    def drawn(measured):
+        rows = _rows(front, "dni", None, None, measured)[0]
+        return sorted(zip(rows["stages"], rows["x"]))
+
+    assert drawn({2: 0.1, 4: 0.2}) == [(2, 0.1), (2, 0.5), (4, 0.2), (4, 0.5)]
+    assert drawn(0.3) == [(2, 0.3), (2, 0.5), (4, 0.3), (4, 0.5)]
+    assert drawn(None) == [(2, 0.5), (4, 0.5)]
 
 
 @pytest.fixture(scope="module")

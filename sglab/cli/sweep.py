@@ -128,12 +128,12 @@ def _frontier(table, grid, profile, args: argparse.Namespace) -> list[Path]:
     """frontier.csv (and frontier-microbatches.csv for a microbatch axis), their figures; prints both tables."""
     import warnings
 
-    from analysis.frontier import frontier_table, measured_synth_ratio
+    from analysis.frontier import frontier_table, measured_synth_ratios
     from analysis.frontier_figures import frontier_figures
     from sglab.io import atomic_write_text
 
     files = []
-    measured = measured_synth_ratio(profile)
+    measured = measured_synth_ratios(profile, grid.stages)
     axes = {"frontier": False, **({"frontier-microbatches": True} if len(grid.microbatches) > 1 else {})}
     for name, by_microbatches in axes.items():
         with warnings.catch_warnings(record=True) as caught:
