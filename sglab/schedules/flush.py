@@ -78,8 +78,9 @@ def zb_h2_actions(rank: int, num_ranks: int, microbatches: int, stages_per_rank:
     ``2·ranks - 1`` microbatches in flight), then I with W and F in turn for
     ``2(ranks - 1 - r)`` steps, then cycles I, W, F; a forward due when none is left becomes a
     W, and the W's still owed after the last I end the step (``2r + 1`` of them when
-    ``m >= 2·ranks - 1``). The order is the one a unit-time list scheduler finds when I goes
-    first and activations are capped at ``2·ranks - 1``, as in the paper's figure 4.
+    ``m >= 2·ranks - 1``). It is the order a unit-time list scheduler finds when I goes first,
+    then F, then W, with activations capped at ``2·ranks - 1`` (checked for 2 to 6 ranks and up
+    to ``4·ranks + 1`` microbatches): the parallelogram of the paper's figure 4.
     """
     check_sizes(rank, num_ranks, microbatches, stages_per_rank, fixed=1)
     out = NumberedActions()
