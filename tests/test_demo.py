@@ -2,15 +2,23 @@
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sglab.cli import main
 from sglab.config import ConfigError
-from sglab.demo import DemoConfig, run_demo
+from sglab.demo import DemoConfig, _frontier_section, run_demo
 from sglab.demo.real_run import demo_real_run, render_section, summary_line
+from sglab.demo.simulation import FRONTIER_BANDWIDTHS, FRONTIER_SYNTH_COSTS, demo_frontier
 from sglab.dist import RankFailed
+from sglab.sim.sweep import locked_methods
+
+sys.path.insert(0, str(Path(__file__).parent / "sim"))
+
+from simfixtures import build_profile  # noqa: E402
 
 
 @pytest.mark.slow
@@ -29,7 +37,34 @@ def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
     fidelity = pd.read_csv(tmp_path / "fidelity.csv")
     assert set(fidelity["method"]) == {"dni", "cdni"} and set(fidelity["interface"]) == {0, 1}
     assert json.loads((tmp_path / "demo.json").read_text())["training"]["table"]
+    check_frontier_section(tmp_path, text)
     check_real_run_section(tmp_path, text)
+
+
+def check_frontier_section(out, text):
+    """Section 4's frontier: DNI against the best locked schedule on the demo's own profile, with its figure."""
+    section = text.split("### Where DNI wins against the best locked schedule")[1].split("## 5.")[0]
+    assert "![frontier](simulation/frontier.png)" in section and "cluster-10gbe, K = 3" in section
+    for name in ("frontier.csv", "frontier.png", "frontier.pdf"):
+        assert (out / "simulation" / name).is_file(), name
+    front = pd.read_csv(out / "simulation" / "frontier.csv")
+    assert len(front) == len(FRONTIER_SYNTH_COSTS) * len(FRONTIER_BANDWIDTHS) and set(front["method"]) == {"dni"}
+    assert set(front["best_locked"]) <= set(locked_methods()) and (front["best_locked_devices"] <= 3).all()
+    assert front["ratio"].tolist() == pytest.approx(
+        (front["steady_samples_per_s"] / front["best_locked_steady_samples_per_s"]).tolist())
+
+
+def test_demo_frontier_and_its_report_section(tmp_path):
+    profile = build_profile(3, F=200_000, B=400_000, U=50_000, S=30_000, T=60_000, act=65536)
+    frontier = demo_frontier(profile, tmp_path, steps=6)
+    assert [(r["bandwidth_GB_per_s"], r["synth_cost_ratio"]) for r in frontier["table"]] == [
+        ("0.1", "0"), ("0.1", "0.5"), ("0.1", "1"), ("0.1", "measured"),
+        ("preset", "0"), ("preset", "0.5"), ("preset", "1"), ("preset", "measured")]
+    assert frontier["measured_synth_cost"] == pytest.approx(90_000 / 600_000) and frontier["notes"] == []
+    assert frontier["locked"] == locked_methods() and (tmp_path / "frontier.png").is_file()
+    text = _frontier_section(frontier)
+    assert "(r = 0.15 here)" in text and "![frontier](simulation/frontier.png)" in text
+    assert "- cluster-10gbe, K = 3, 0.1 GB/s: dni " in text and "- cluster-10gbe, K = 3, the spec's link: dni " in text
 
 
 def check_real_run_section(out, text):

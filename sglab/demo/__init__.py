@@ -129,9 +129,12 @@ def _profile(config: DemoConfig, dataset, out: Path) -> dict:
 
 def _simulate(out: Path, profile_info: dict) -> dict:
     from sglab.costprofile import CostProfile
-    from sglab.demo.simulation import demo_simulation
+    from sglab.demo.simulation import demo_frontier, demo_simulation
 
-    return demo_simulation(CostProfile.load(out / profile_info["path"]), out / "simulation")
+    profile = CostProfile.load(out / profile_info["path"])
+    simulation = demo_simulation(profile, out / "simulation")
+    simulation["frontier"] = demo_frontier(profile, out / "simulation")
+    return simulation
 
 
 def render_report(report: dict) -> str:
@@ -198,4 +201,30 @@ def _simulation_section(simulation: dict) -> str:
     for figure in simulation.get("figures", []):
         if str(figure).endswith(".png"):
             lines.append(f"\n![simulation](simulation/{Path(figure).name})")
+    if "frontier" in simulation:
+        lines += ["", _frontier_section(simulation["frontier"])]
+    return "\n".join(lines)
+
+
+def _frontier_section(frontier: dict) -> str:
+    """Section 4's frontier: DNI's steady throughput over the best locked schedule's on as many nodes."""
+    import pandas as pd
+
+    measured = frontier.get("measured_synth_cost")
+    at = f" (r = {measured:.2f} here)" if measured is not None else ""
+    lines = [
+        "### Where DNI wins against the best locked schedule",
+        "",
+        f"`ratio` is DNI's steady throughput over that of the fastest locked schedule ({', '.join(frontier['locked'])}) "
+        "on at most as many nodes of the same machine and link, whatever its stage count (backprop on one node "
+        "included); `ratio` > 1: DNI wins. `synth_cost_ratio` r sets S = r·F and T = 2r·F, or is the measured "
+        f"synthesizers'{at}; `bandwidth_GB_per_s` replaces the preset's link, or keeps it.",
+        "Memory is the peak per node in MB (`simulation/frontier.csv` has every column):",
+        "",
+        pd.DataFrame(frontier["table"]).to_markdown(index=False, floatfmt=".3g"),
+        "",
+        *[f"- {line}" for line in frontier["summary"]],
+        *[f"- note: {note}" for note in frontier["notes"]],
+    ]
+    lines += [f"\n![frontier](simulation/{Path(f).name})" for f in frontier["figures"]]
     return "\n".join(lines)

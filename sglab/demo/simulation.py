@@ -1,4 +1,5 @@
-"""The simulator's part of ``sglab demo``: the profiled model on a hypothetical multi-device machine."""
+"""The simulator's part of ``sglab demo``: the profiled model on a hypothetical multi-device machine, and
+where DNI beats the best locked schedule that machine could run (:func:`demo_frontier`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from sglab.trace import chrome_trace
 GANTT_METHODS = ("gpipe", "1f1b", "dni")
 #: Steps of each method kept in the demo's Chrome trace (the whole run would be megabytes).
 TRACE_STEPS = 5
+#: The frontier's small grid: synthesizer costs (None: as measured) and link bandwidths (None: the preset's).
+FRONTIER_SYNTH_COSTS = (0.0, 0.5, 1.0, None)
+FRONTIER_BANDWIDTHS = (0.1, None)
+#: Columns of the frontier table in the report.
+FRONTIER_COLUMNS = ["stages", "bandwidth_GB_per_s", "synth_cost_ratio", "best_locked", "best_locked_stages",
+                    "best_locked_steady_speedup", "steady_speedup", "ratio", "wins", "best_locked_MB", "MB"]
 
 
 def demo_hardware(profile: CostProfile, preset: str | Hardware = "cluster-10gbe") -> Hardware:
@@ -85,3 +92,46 @@ def _figures(results, baseline, hw, out, gantt, plot_speedups, save_figure, tabl
     if len(table):
         files += save_figure(plot_speedups(table, title=f"speedup on {hw.name} (simulated)"), out / "sim_speedups")
     return files
+
+
+def demo_frontier(profile: CostProfile, out_dir: Path, hardware: str = "cluster-10gbe", steps: int = 20,
+                  seed: int = 0) -> dict[str, Any]:
+    """DNI against the best locked schedule (:mod:`analysis.frontier`) on ``hardware`` with one
+    node per stage of ``profile``, over :data:`FRONTIER_SYNTH_COSTS` and :data:`FRONTIER_BANDWIDTHS`.
+
+    Writes ``frontier.csv`` and ``frontier.png``/``.pdf`` (DNI) into ``out_dir``; returns the table's main
+    columns (memory in MB), one summary line per bandwidth, the measured synthesizers' ``r``, the notes
+    (warnings: rows that failed) and the files.
+    """
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from analysis.frontier import frontier_summary, frontier_table, measured_synth_ratios
+    from analysis.frontier_figures import plot_frontier
+    from analysis.style import save_figure
+    from sglab.sim.sweep import SweepGrid, frontier_grids, locked_methods, run_sweep
+
+    out = Path(out_dir)
+    grid = SweepGrid(methods=(*locked_methods(), "dni"), hardware=(hardware,), bandwidths=FRONTIER_BANDWIDTHS,
+                     synth_cost_ratios=FRONTIER_SYNTH_COSTS, steps=steps, seed=seed)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # a few dozen small points: no process pool to start
+        sweep = run_sweep(profile, frontier_grids(grid), executor=pool, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        front = frontier_table(sweep)
+    files = [atomic_write_text(out / "frontier.csv", front.to_csv(index=False))]
+    measured = measured_synth_ratios(profile, [None])
+    if len(front):
+        files += save_figure(plot_frontier(front, "dni", measured_ratio=measured), out / "frontier")
+    shown = front.assign(MB=front["peak_memory_bytes"] / 1e6, best_locked_MB=front["best_locked_peak_memory_bytes"] / 1e6,
+                         synth_cost_ratio=front["synth_cost_ratio"].map(lambda r: "measured" if pd.isna(r) else f"{r:g}"),
+                         bandwidth_GB_per_s=front["bandwidth_GB_per_s"].map(lambda b: "preset" if pd.isna(b) else f"{b:g}"))
+    return {
+        "locked": locked_methods(),
+        "measured_synth_cost": measured.get(profile.num_stages),
+        "table": shown[FRONTIER_COLUMNS].to_dict(orient="records"),
+        "summary": frontier_summary(front, "dni"),
+        "notes": [str(w.message) for w in caught],
+        "figures": [str(f) for f in files if f.suffix == ".png"],
+        "files": [str(f) for f in files],
+    }
