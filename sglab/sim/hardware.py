@@ -132,19 +132,26 @@ class Hardware:
         """Number of devices."""
         return len(self.devices)
 
-    def placement_for(self, num_stages: int) -> list[int]:
-        """The device index of each of ``num_stages`` stages.
+    def placement_for(self, num_stages: int, num_devices: int | None = None) -> list[int]:
+        """The device index of each of ``num_stages`` stages, on the first ``num_devices`` devices (default all).
 
         ``blocked`` gives contiguous runs of stages to devices in order (one stage per device
-        when there are enough); ``round_robin`` deals stages out like cards.
+        when there are enough); ``round_robin`` deals stages out like cards. An explicit
+        placement is used as listed and must name only devices among the first ``num_devices``.
         """
-        n = self.num_devices
+        n = self.num_devices if num_devices is None else num_devices
+        if not 1 <= n <= self.num_devices:
+            raise HardwareError(f"hardware {self.name!r}: num_devices must be 1..{self.num_devices} "
+                                f"(the devices it has), got {n}")
         if isinstance(self.placement, tuple):
             if len(self.placement) != num_stages:
                 raise HardwareError(
                     f"hardware {self.name!r}: placement lists {len(self.placement)} devices "
                     f"but the profile has {num_stages} stages"
                 )
+            if max(self.placement) >= n:
+                raise HardwareError(f"hardware {self.name!r}: placement uses device {max(self.placement)}, "
+                                    f"but only the first {n} devices are available here")
             return list(self.placement)
         if self.placement == "round_robin":
             return [i % n for i in range(num_stages)]

@@ -162,3 +162,19 @@ def test_slowdown_sampling_is_seeded():
     b = slow.sample(np.random.default_rng(3), 1000)
     assert np.array_equal(a, b)
     assert set(np.unique(a)) <= {1.0, 4.0} and 0 < (a == 4.0).sum() < 100
+
+
+def test_placement_on_the_first_num_devices():
+    hw = hardware_from_dict({"devices": {"count": 8, "speed": 1}, "topology": "bus",
+                             "link": {"latency_ns": 0, "bandwidth_bytes_per_s": "inf"}})
+    assert hw.placement_for(3, num_devices=4) == [0, 1, 2]
+    assert hw.placement_for(6, num_devices=4) == [0, 0, 1, 2, 2, 3]
+    assert hw.placement_for(6, num_devices=8) == hw.placement_for(6) == [0, 1, 2, 3, 4, 5]
+    rr = hardware_from_dict({**hardware_to_dict(hw), "placement": "round_robin"})
+    assert rr.placement_for(6, num_devices=4) == [0, 1, 2, 3, 0, 1]
+    fixed = hardware_from_dict({**hardware_to_dict(hw), "placement": [1, 0, 5]})
+    assert fixed.placement_for(3, num_devices=6) == [1, 0, 5]
+    with pytest.raises(HardwareError, match="placement uses device 5, but only the first 4 devices are available"):
+        fixed.placement_for(3, num_devices=4)
+    with pytest.raises(HardwareError, match=r"num_devices must be 1\.\.8 \(the devices it has\), got 9"):
+        hw.placement_for(3, num_devices=9)
