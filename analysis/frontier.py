@@ -61,7 +61,7 @@ def _usable(sweep: pd.DataFrame) -> pd.DataFrame:
     if unmeasured.any():
         warnings.warn(f"frontier: {int(unmeasured.sum())} rows without a measured throughput ignored "
                       f"(first: {rows[unmeasured]['method'].iloc[0]})", RuntimeWarning, stacklevel=3)
-    rows = rows[~unmeasured]
+    rows = rows[~unmeasured].astype({c: int for c in ("num_stages", "num_devices", "microbatches")})  # NaN in failed rows
     rows["_bw"] = rows["bandwidth_GB_per_s"].astype(float).fillna(-1.0)  # -1: "as the spec says", matches itself
     rows["_role"] = rows["method"].map(method_role)
     return rows

@@ -75,9 +75,12 @@ def test_a_win_and_the_throughput_metric():
 def test_failed_rows_warn_and_are_no_rivals():
     sweep = table(row("dni", 2, 1_000_000), row("bprop", 1, 4_000_000),
                   row("gpipe", 2, 1, microbatches=4, error="boom"))
+    sweep.loc[2, ["num_stages", "num_devices", "microbatches"]] = None  # as a failed row has them
     with pytest.warns(RuntimeWarning, match=r"1 failed sweep rows ignored \(first: gpipe: boom\)"):
         front = frontier_table(sweep)
     assert front["best_locked"].tolist() == ["bprop"] and front["ratio"].tolist() == [4.0]
+    assert front["stages"].tolist() == [2] and front["stages"].dtype.kind == "i"  # not 2.0 for the NaN above
+    assert frontier_summary(front)[0].startswith("hw, K = 2, 10 GB/s: dni wins")
 
 
 def test_unlocked_rows_without_a_rival_warn():
