@@ -13,6 +13,7 @@ per device, or sequential backprop on one device, runs on fewer), whatever stage
 the model into and, unless the microbatch count is an axis (``by_microbatches``), whatever its
 microbatches per step. Locked schedules run no synthesizer, so their rows match every synthesizer
 cost; methods that are no pipeline run one batch per step, so their rows match every microbatch count.
+A sweep with a ``replicas`` column (data parallelism) is compared at equal replica counts.
 Figures of the table: :mod:`analysis.frontier_figures`.
 """
 
