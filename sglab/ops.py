@@ -15,6 +15,7 @@ of ops, named as in ``torch.distributed.pipelining`` and extended for synthetic 
 ``TI``      synthetic-input model training step on the real ``h_{i-1}``
 ``SEND_F``  / ``RECV_F``: move an activation between devices
 ``SEND_B``  / ``RECV_B``: move a gradient between devices
+``AR``      one message of a gradient all-reduce between data-parallel replicas
 ==========  ==================================================================================
 
 An :class:`Action` is written like torch's: ``2F0`` is stage 2, forward, microbatch 0.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 #: Compute ops, in the order a stage usually runs them (used to break ties deterministically).
 COMPUTE_OPS = ("SI", "F", "S", "B", "I", "W", "U", "TI", "T")
 #: Communication ops.
-COMM_OPS = ("SEND_F", "RECV_F", "SEND_B", "RECV_B")
+COMM_OPS = ("SEND_F", "RECV_F", "SEND_B", "RECV_B", "AR")
 #: Every op name, compute first.
 ALL_OPS = COMPUTE_OPS + COMM_OPS
 
@@ -47,6 +48,7 @@ OP_MEANING = {
     "RECV_F": "receive activation",
     "SEND_B": "send gradient",
     "RECV_B": "receive gradient",
+    "AR": "all-reduce message (data parallelism)",
 }
 
 _ACTION_RE = re.compile(r"^(\d+)(" + "|".join(sorted(ALL_OPS, key=len, reverse=True)) + r")(\d+)$")

@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--max-ahead", type=int, default=2, help="steps a stage may run ahead of the next; 0: unbounded")
     sim.add_argument("--host-time", action="store_true",
                      help="add an in-run profile's measured host time per batch (the loop between ops) to stage 0's F")
+    sim.add_argument("--replicas", type=int, default=1,
+                     help="data-parallel replicas, each on its own devices, gradients all-reduced (default: 1)")
+    sim.add_argument("--allreduce", choices=("ring", "tree"), default="ring",
+                     help="all-reduce algorithm across replicas (default: %(default)s)")
+    sim.add_argument("--bucket-mb", type=float, default=25.0,
+                     help="gradient bucket size in MiB, as DDP's bucket_cap_mb (default: %(default)g)")
     sim.add_argument("--out", type=Path, help="also write trace.csv, summary.json, trace.json and gantt.png here")
     sim.add_argument("--json", action="store_true", help="print the summaries as JSON")
     sim.set_defaults(func=run_simulate)
@@ -139,6 +145,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         return _list()
     check_positive("--bandwidth", args.bandwidth)
     check_positive("--reference-flops", args.reference_flops)
+    check_positive("--bucket-mb", args.bucket_mb)
+    if args.replicas < 1:
+        raise UsageError(f"--replicas must be >= 1, got {args.replicas}")
     if args.stages is not None and args.stages < 1:
         raise UsageError(f"--stages must be >= 1, got {args.stages}")
     if args.max_ahead < 0:
@@ -152,7 +161,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         hw = hw.with_link(bandwidth_bytes_per_s=int(args.bandwidth * 1e9))
     options = SimOptions(steps=args.steps, microbatches=args.microbatches, seed=args.seed,
                          synth_cost_ratio=args.synth_cost_ratio, override_synth=args.override_synth,
-                         max_ahead=args.max_ahead or None, host_time=args.host_time)
+                         max_ahead=args.max_ahead or None, host_time=args.host_time, replicas=args.replicas,
+                         allreduce=args.allreduce, bucket_bytes=max(1, round(args.bucket_mb * 2**20)))
     overrides = _overrides(names, args)
     results = {name: simulate(profile, hw, name, replace(options, **overrides[name])) for name in names}
     table = pd.DataFrame([r.summary for r in results.values()])
@@ -160,7 +170,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         print(json.dumps([r.summary for r in results.values()], indent=2, default=str))
     else:
         name, batch = profile.model.get("name", "model"), profile.measurement.batch_size
-        print(f"{name} ({profile.num_stages} stages, batch {batch}) on {hw.name}: {hw.description}; "
+        replicas = (f", {args.replicas} data-parallel replicas ({args.allreduce} all-reduce, "
+                    f"{args.bucket_mb:g} MiB buckets)") if args.replicas > 1 else ""
+        print(f"{name} ({profile.num_stages} stages, batch {batch}{replicas}) on {hw.name}: {hw.description}; "
               f"speedup over {table['baseline'].iloc[0]}")
         print(format_summary(table))
         if len(results) == 1:
@@ -228,6 +240,7 @@ def format_summary(table: pd.DataFrame) -> str:
         "fits": table["fits"],
         "staleness": table["max_staleness"],
         "synth_lag": table["max_synthesizer_lag"],
+        "replicas": table["replicas"] if "replicas" in table else 1,
     })
     return view.to_string(index=False)
 

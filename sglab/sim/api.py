@@ -8,7 +8,8 @@ device runs a static order where the method's stages wait for each other
 (``method.policy == "static"``) and otherwise the oldest ready op (a ready queue).
 
 The baseline of every speedup is sequential backprop: ``bprop`` with every stage on the device
-of stage 0, run on the same samples one batch per step.
+of stage 0, run on the same samples one batch per step (every replica's, with data parallelism:
+``SimOptions.replicas``, :mod:`sglab.sim.data_parallel`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from sglab.costprofile import CostProfile
 from sglab.methods import Method, get_method, method_names
 from sglab.sim.costs import CostModel
+from sglab.sim.data_parallel import add_replicas, replica_placements, replicated_profile
 from sglab.sim.engine import Engine
 from sglab.sim.errors import SimUsageError
 from sglab.sim.graph import TaskGraph
@@ -82,19 +84,49 @@ def host_ns_per_batch(profile: CostProfile, options: SimOptions) -> int:
 
 def build_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
                 placement: list[int] | None = None) -> TaskGraph:
-    """The task graph of ``method`` on ``hardware`` (stages placed by the hardware, or on ``placement``)."""
+    """The task graph of ``method`` on ``hardware`` (stages placed by the hardware, or on ``placement``).
+
+    With ``options.replicas`` > 1, one copy per replica with their gradient all-reduces
+    (:mod:`sglab.sim.data_parallel`); each replica's placement comes from
+    :func:`~sglab.sim.data_parallel.replica_placements`, so ``placement`` must be None.
+    """
+    if options.replicas > 1:
+        return _replicated_graph(profile, hardware, method, options, placement)
     placement = stage_placement(method, hardware, profile.num_stages) if placement is None else placement
     options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
+    graph = _new_graph(profile, hardware, placement, method, options)
+    add_ops(graph, method, options)
+    return graph
+
+
+def _new_graph(profile: CostProfile, hardware: Hardware, placement: list[int], method: Method | UserSchedule,
+               options: SimOptions) -> TaskGraph:
     costs = CostModel(options.synth_cost_ratio, options.override_synth, host_ns_per_batch(profile, options))
     base = method.method if isinstance(method, UserSchedule) else method
     policy = "static" if base.policy == "static" else "priority"
-    graph = TaskGraph(profile, hardware, placement, costs, method.name, policy)
+    return TaskGraph(profile, hardware, placement, costs, method.name, policy)
+
+
+def add_ops(graph, method: Method | UserSchedule, options: SimOptions) -> None:
+    """Add ``options.steps`` steps of ``method`` to ``graph``, its stages on ``graph.placement``."""
     if isinstance(method, UserSchedule):
-        build_pipeline(graph, base, user_orders(method, placement), options)
+        build_pipeline(graph, method.method, user_orders(method, graph.placement), options)
     elif method.pipelined:
-        build_pipeline(graph, method, method_orders(method, placement, options.microbatches), options)
+        build_pipeline(graph, method, method_orders(method, graph.placement, options.microbatches), options)
     else:
         build_steps(graph, method, options)
+
+
+def _replicated_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
+                      placement: list[int] | None) -> TaskGraph:
+    if placement is not None:
+        raise SimUsageError(f"a placement applies to one replica; with replicas={options.replicas} each replica's "
+                            "comes from sglab.sim.data_parallel.replica_placements")
+    placements = replica_placements(method, hardware, profile.num_stages, options.replicas)
+    options = replace(options, microbatches=microbatches_for(method, options, len(set(placements[0]))))
+    flat = [device for p in placements for device in p]
+    graph = _new_graph(replicated_profile(profile, options.replicas), hardware, flat, method, options)
+    add_replicas(graph, profile, placements, options, lambda mirror: add_ops(mirror, method, options))
     return graph
 
 
@@ -108,14 +140,42 @@ def _options(options: SimOptions | None, overrides: dict[str, Any]) -> SimOption
 
 def _run(profile: CostProfile, hw: Hardware, method: Method | UserSchedule, options: SimOptions,
          placement: list[int] | None = None) -> SimResult:
-    placement = stage_placement(method, hw, profile.num_stages) if placement is None else placement
-    options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
+    if options.replicas > 1:
+        ranks = len(set(replica_placements(method, hw, profile.num_stages, options.replicas)[0]))
+    else:
+        placement = stage_placement(method, hw, profile.num_stages) if placement is None else placement
+        ranks = len(set(placement))
+    options = replace(options, microbatches=microbatches_for(method, options, ranks))
     graph = build_graph(profile, hw, method, options, placement)
     engine = Engine(graph, graph.durations(options.seed)).run()
     base = method.method if isinstance(method, UserSchedule) else method
     described = {"name": method.name, "description": method.description, "update_prob": base.update_prob,
                  "unlock_prob": base.unlock_prob}
-    return summarise(graph, engine, hw, options, described)
+    result = summarise(graph, engine, hw, options, described)
+    _per_replica(result, profile.num_stages, options.replicas)
+    return result
+
+
+def _per_replica(result: SimResult, num_stages: int, replicas: int) -> None:
+    """Say ``replicas`` in the summary, count every replica's samples, and give the trace the model's stages.
+
+    The task graph numbers replica ``r``'s stage ``s`` as ``r·K + s``; the stage table keeps a
+    row per replica and stage, with a ``replica`` column.
+    """
+    summary = result.summary
+    items = list(summary.items())
+    at = [key for key, _ in items].index("num_devices") + 1
+    result.summary = summary = dict(items[:at] + [("replicas", replicas)] + items[at:])
+    if replicas == 1:
+        return
+    summary["num_stages"] = num_stages
+    summary["samples"] *= replicas
+    makespan = summary["makespan_ns"]
+    summary["throughput_samples_per_s"] = summary["samples"] * 1e9 / makespan if makespan else None
+    result.trace["stage"] = result.trace["stage"] % num_stages
+    stages = result.stages
+    stages.insert(0, "replica", stages["stage"] // num_stages)
+    stages["stage"] = stages["stage"] % num_stages
 
 
 def simulate(profile: CostProfile, hardware: Hardware | str | Path | dict, method: MethodLike,
@@ -131,11 +191,14 @@ def simulate(profile: CostProfile, hardware: Hardware | str | Path | dict, metho
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
     result = _run(profile, hw, resolve_method(method, options), options)
     if baseline:
-        summary = result.summary
-        same_samples = replace(options, steps=summary["steps"] * summary["microbatches"], microbatches=None,
-                               update_prob=None, unlock_prob=None)
+        summary, replicas = result.summary, options.replicas
+        batches = summary["microbatches"] * replicas  # per step, over every replica
+        same_samples = replace(options, steps=summary["steps"] * batches, microbatches=None, update_prob=None,
+                               unlock_prob=None, replicas=1)
         base = simulate_baseline(profile, hw, same_samples)
-        add_speedup(summary, base.summary)
+        scaled = {**summary, "microbatches": batches}  # add_speedup scales the baseline's step by it
+        add_speedup(scaled, base.summary)
+        summary.update({key: value for key, value in scaled.items() if key != "microbatches"})
     return result
 
 
@@ -146,6 +209,9 @@ def simulate_baseline(profile: CostProfile, hardware: Hardware | str | Path | di
     Its summary's ``baseline`` names it; it has no speedup of its own.
     """
     options = _options(options, overrides)
+    if options.replicas != 1:
+        raise SimUsageError(f"the baseline is sequential backprop on one device; SimOptions field 'replicas' must be 1 "
+                            f"here, got {options.replicas}")
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
     first = hw.placement_for(profile.num_stages)[0]
     result = _run(profile, hw, get_method(BASELINE, "sim"), options, [first] * profile.num_stages)

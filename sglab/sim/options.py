@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from sglab.config import ConfigError, check_fields, spec
 from sglab.sim.errors import SimUsageError
 
+#: All-reduce algorithms across data-parallel replicas.
+ALLREDUCE = ("ring", "tree")
+
 
 @dataclass(frozen=True)
 class SimOptions:
@@ -32,6 +35,11 @@ class SimOptions:
         host_time: charge the profile's measured host time per batch (``totals.host_ns_per_step``
             of an in-run profile: the loop's time between ops, drawing the batch, Python) to the
             first stage's forward of every batch or microbatch, where a real run's rank draws it.
+        replicas: data-parallel copies of the run, each on its own devices, their gradients
+            all-reduced before every update (:mod:`sglab.sim.data_parallel`); 1: no data parallelism.
+        allreduce: the all-reduce algorithm across replicas, ``ring`` or ``tree``.
+        bucket_bytes: gradients are all-reduced in buckets of at most this many bytes (DDP's
+            default, 25 MiB).
     """
 
     steps: int = spec(20, ge=1)
@@ -44,6 +52,9 @@ class SimOptions:
     max_ahead: int | None = spec(2, ge=1)
     param_copies: int = spec(4, ge=0)
     host_time: bool = False
+    replicas: int = spec(1, ge=1)
+    allreduce: str = spec("ring", choices=ALLREDUCE)
+    bucket_bytes: int = spec(25 * 2**20, ge=1)
 
     def __post_init__(self) -> None:
         try:
