@@ -413,6 +413,21 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "true", schedule="gpipe", runners=frozenset({"sim"})),
     Method("1f1b", "1F1B (PipeDream-Flush): backprop over microbatches, warm-up forwards, then one forward "
            "one backward", "true", schedule="1f1b", runners=frozenset({"sim"})),
+    Method("zb-h1", "ZB-H1: 1F1B with the backward split into I and a later W that fills the drain's bubbles, "
+           "1F1B's peak memory", "true", schedule="zb-h1", runners=frozenset({"sim"})),
+    Method("zb-h2", "ZB-H2: more warm-up forwards and W's reordered so that a rank's steady state has no bubble, "
+           "up to 2p-1 microbatches held", "true", schedule="zb-h2", runners=frozenset({"sim"})),
+    Method("interleaved-1f1b", "interleaved 1F1B (Megatron-LM): 1F1B over 2 looped stages per rank, depth first",
+           "true", schedule="interleaved-1f1b", stages_per_rank=2, runners=frozenset({"sim"})),
+    Method("interleaved-zb", "interleaved zero bubble: interleaved 1F1B with the backward split, W's delayed",
+           "true", schedule="interleaved-zb", stages_per_rank=2, runners=frozenset({"sim"})),
+    Method("looped-bfs", "looped BFS: every microbatch through a rank's first stage, then its next (2 per rank)",
+           "true", schedule="looped-bfs", stages_per_rank=2, runners=frozenset({"sim"})),
+    Method("zbv", "ZBV: zero bubble with 2 stages per rank in a V, split backward", "true", schedule="zbv",
+           stages_per_rank=2, runners=frozenset({"sim"})),
+    Method("dualpipev", "DualPipe-V (DeepSeek-V3): 2 stages per rank in a V, one stage's F paired with the "
+           "other's B in steady state, split backwards in the drain", "true", schedule="dualpipev",
+           stages_per_rank=2, runners=frozenset({"sim"})),
     Method("ddg", "DDG: decoupled backprop with delayed gradients (stage k's weights K-1-k updates stale)",
            "true", weight_delay=True, runners=frozenset({"sim"})),
     Method("dgl", "DGL: decoupled greedy learning, auxiliary local losses, no backward traffic", "local",

@@ -12,7 +12,7 @@ from simfixtures import build_profile, compute_ops, expected_ops
 from sglab.methods import METHODS, method_names
 from sglab.sim import hardware_from_dict, simulate, simulate_baseline
 
-OPS = ("F", "B", "U", "S", "T", "SI", "TI")
+OPS = ("F", "B", "I", "W", "U", "S", "T", "SI", "TI")
 #: Examples per property; raise it (SGLAB_SIM_EXAMPLES=5000) for a longer hunt.
 EXAMPLES = int(os.environ.get("SGLAB_SIM_EXAMPLES", "120"))
 #: Every method the simulator runs, and its speedup baseline.
@@ -20,16 +20,16 @@ CHOICES = [*method_names("sim"), "baseline"]
 
 
 @st.composite
-def profiles(draw):
-    k = draw(st.integers(1, 4))
+def profiles(draw, per_rank: int = 1):
+    k = per_rank * draw(st.integers(1, 4 // per_rank))
     times = [{op: draw(st.integers(0, 5000)) for op in OPS} for _ in range(k)]
     act = draw(st.sampled_from([0, 1, 1000, 10**6]))
     return build_profile(k, times=times, act=act, params=draw(st.integers(0, 10**6)))
 
 
 @st.composite
-def machines(draw, num_stages):
-    n = draw(st.integers(1, 4))
+def machines(draw, num_stages, fewest: int = 1):
+    n = draw(st.integers(fewest, 4))
     devices = []
     for i in range(n):
         device = {"name": f"d{i}", "speed": draw(st.sampled_from([0.5, 1.0, 1.5, 3.0]))}
@@ -52,9 +52,13 @@ def machines(draw, num_stages):
 
 @st.composite
 def cases(draw):
-    profile = draw(profiles())
-    return (profile, draw(machines(profile.num_stages)), draw(st.sampled_from(CHOICES)),
-            draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(0, 3)))
+    method = draw(st.sampled_from(CHOICES))
+    per_rank = 1 if method == "baseline" else METHODS[method].stages_per_rank
+    profile = draw(profiles(per_rank))
+    fewest = profile.num_stages if method == "dualpipev" else 1  # DualPipe-V: a microbatch per stage at least
+    ranks = profile.num_stages // per_rank if per_rank > 1 else 1  # such schedules need a device per rank
+    return (profile, draw(machines(profile.num_stages, ranks)), method, draw(st.integers(1, 4)),
+            draw(st.integers(fewest, fewest + 2)), draw(st.integers(0, 3)))
 
 
 def longest_path(durations: list[int], deps: list[tuple[int, ...]]) -> int:

@@ -140,7 +140,7 @@ def test_demo_simulation_writes_its_files(profile_factory, tmp_path):
     assert "needs op S" in out["skipped"]["dni"]  # no synthesizer costs measured, none invented
     for name in ("sim_summary.csv", "sim_gantt.png", "sim_gantt.pdf", "sim_trace.json", "sim_speedups.png"):
         assert (tmp_path / name).is_file(), name
-    full = demo_simulation(profile_factory(3), tmp_path / "full", steps=6)
+    full = demo_simulation(profile_factory(4), tmp_path / "full", steps=6)
     assert not full["skipped"] and set(full["speedups"]) == set(method_names("sim"))
     assert {row["method"] for row in full["summary"]} == set(full["speedups"])
     pids = {e["pid"] for e in json.loads((tmp_path / "full" / "sim_trace.json").read_text())["traceEvents"]}

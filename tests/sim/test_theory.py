@@ -82,7 +82,8 @@ def test_bprop_is_gpipe_with_one_microbatch(profile_factory, hardware_factory):
 
 @pytest.mark.parametrize("name", method_names("sim"))
 def test_the_trace_runs_each_op_of_the_registry_once(profile_factory, hardware_factory, name):
-    k, steps, m = 3, 6, 2
+    # schedules of two stages per rank run 4 stages on 2 ranks; DualPipe-V needs a microbatch per stage
+    k, steps, m = (4, 6, 4) if METHODS[name].stages_per_rank > 1 else (3, 6, 2)
     result = simulate(profile_factory(k), hardware_factory(k, latency_ns=10, bandwidth=10**9), name, steps=steps,
                       microbatches=m, seed=3, baseline=False)
     wanted = expected_ops(name, k, steps, seed=3, microbatches=m if METHODS[name].pipelined else 1)
