@@ -21,9 +21,9 @@ from sglab.ops import ALL_OPS, OP_MEANING  # noqa: E402
 
 #: One colour per op, shared by every figure.
 OP_COLORS = dict(zip(ALL_OPS, [
-    "#a6cee3", "#1f78b4", "#fdbf6f", "#e31a1c", "#fb9a99", "#fb9a99", "#33a02c", "#cab2d6", "#ff7f00",
-    "#b2df8a", "#b2df8a", "#6a3d9a", "#6a3d9a",
-]))
+    "#a6cee3", "#1f78b4", "#fdbf6f", "#e31a1c", "#fb9a99", "#b15928", "#33a02c", "#cab2d6", "#ff7f00",
+    "#b2df8a", "#b2df8a", "#6a3d9a", "#6a3d9a", "#ffff99",
+], strict=True))  # I (input gradient, light red) and W (weight gradients, brown) apart: zero-bubble charts show both
 
 
 def gantt(trace: pd.DataFrame, max_steps: int | None = None, title: str | None = None,
