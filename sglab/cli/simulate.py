@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,6 +85,23 @@ def method_list(text: str, flag: str = "--method") -> list[str]:
     for name in names:
         get_method(name, "sim")  # fail before any work on a typo
     return names
+
+
+def _runnable(names: list[str], profile) -> list[str]:
+    """``--method all``: the methods ``profile`` can drive; a note on stderr names each left out and why."""
+    split = all("I" in s.times_ns and "W" in s.times_ns for s in profile.stages)
+    kept = []
+    for name in names:
+        method = get_method(name, "sim")
+        if method.split_backward and not split:
+            why = "needs I and W (B = I + W), which this profile lacks (sglab profile times them unless --no-split)"
+        elif profile.num_stages % method.stages_per_rank:
+            why = f"holds {method.stages_per_rank} stages per rank, and {profile.num_stages} stages do not divide"
+        else:
+            kept.append(name)
+            continue
+        print(f"note: --method all leaves out {name}: it {why}", file=sys.stderr)
+    return kept
 
 
 def number_list(text: str, flag: str, kind=float, zero_ok: bool = False) -> tuple:
@@ -163,6 +181,8 @@ def run_simulate(args: argparse.Namespace) -> int:
                          synth_cost_ratio=args.synth_cost_ratio, override_synth=args.override_synth,
                          max_ahead=args.max_ahead or None, host_time=args.host_time, replicas=args.replicas,
                          allreduce=args.allreduce, bucket_bytes=max(1, round(args.bucket_mb * 2**20)))
+    if args.method.strip() == "all":
+        names = _runnable(names, profile)
     overrides = _overrides(names, args)
     results = {name: simulate(profile, hw, name, replace(options, **overrides[name])) for name in names}
     table = pd.DataFrame([r.summary for r in results.values()])

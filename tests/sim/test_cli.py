@@ -185,3 +185,17 @@ def test_sweep_frontier_errors(profile_path, tmp_path, capsys):
           "--frontier-metric steady measures the middle half of at least 4 steps; --steps is 3")
     fails(capsys, ["sweep", "--profile", p, "--out", out, "--frontier", "--methods", "magic"], 2,
           "unknown method 'magic'")
+
+
+def test_method_all_leaves_out_what_the_profile_cannot_drive(profile_factory, tmp_path, capsys):
+    from sglab.methods import get_method, method_names
+
+    path = profile_factory(3, split=False).save(tmp_path / "whole-backward.json")
+    assert main(["simulate", "--profile", str(path), "--steps", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    ran = [row["method"] for row in json.loads(captured.out)]
+    left_out = [m for m in method_names("sim")
+                if get_method(m).split_backward or get_method(m).stages_per_rank > 1]
+    assert ran == [m for m in method_names("sim") if m not in left_out]
+    assert "note: --method all leaves out zb-h1: it needs I and W" in captured.err
+    assert "note: --method all leaves out looped-bfs: it holds 2 stages per rank, and 3 stages" in captured.err
