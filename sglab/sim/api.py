@@ -83,15 +83,16 @@ def host_ns_per_batch(profile: CostProfile, options: SimOptions) -> int:
 
 
 def build_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
-                placement: list[int] | None = None) -> TaskGraph:
+                placement: list[int] | None = None, *, replica_devices: list[list[int]] | None = None) -> TaskGraph:
     """The task graph of ``method`` on ``hardware`` (stages placed by the hardware, or on ``placement``).
 
     With ``options.replicas`` > 1, one copy per replica with their gradient all-reduces
     (:mod:`sglab.sim.data_parallel`); each replica's placement comes from
-    :func:`~sglab.sim.data_parallel.replica_placements`, so ``placement`` must be None.
+    :func:`~sglab.sim.data_parallel.replica_placements` (on ``replica_devices[r]`` if given),
+    so ``placement`` must be None.
     """
     if options.replicas > 1:
-        return _replicated_graph(profile, hardware, method, options, placement)
+        return _replicated_graph(profile, hardware, method, options, placement, replica_devices)
     placement = stage_placement(method, hardware, profile.num_stages) if placement is None else placement
     options = replace(options, microbatches=microbatches_for(method, options, len(set(placement))))
     graph = _new_graph(profile, hardware, placement, method, options)
@@ -118,11 +119,11 @@ def add_ops(graph, method: Method | UserSchedule, options: SimOptions) -> None:
 
 
 def _replicated_graph(profile: CostProfile, hardware: Hardware, method: Method | UserSchedule, options: SimOptions,
-                      placement: list[int] | None) -> TaskGraph:
+                      placement: list[int] | None, groups: list[list[int]] | None) -> TaskGraph:
     if placement is not None:
         raise SimUsageError(f"a placement applies to one replica; with replicas={options.replicas} each replica's "
                             "comes from sglab.sim.data_parallel.replica_placements")
-    placements = replica_placements(method, hardware, profile.num_stages, options.replicas)
+    placements = replica_placements(method, hardware, profile.num_stages, options.replicas, groups)
     options = replace(options, microbatches=microbatches_for(method, options, len(set(placements[0]))))
     flat = [device for p in placements for device in p]
     graph = _new_graph(replicated_profile(profile, options.replicas), hardware, flat, method, options)
@@ -139,14 +140,14 @@ def _options(options: SimOptions | None, overrides: dict[str, Any]) -> SimOption
 
 
 def _run(profile: CostProfile, hw: Hardware, method: Method | UserSchedule, options: SimOptions,
-         placement: list[int] | None = None) -> SimResult:
+         placement: list[int] | None = None, replica_devices: list[list[int]] | None = None) -> SimResult:
     if options.replicas > 1:
-        ranks = len(set(replica_placements(method, hw, profile.num_stages, options.replicas)[0]))
+        ranks = len(set(replica_placements(method, hw, profile.num_stages, options.replicas, replica_devices)[0]))
     else:
         placement = stage_placement(method, hw, profile.num_stages) if placement is None else placement
         ranks = len(set(placement))
     options = replace(options, microbatches=microbatches_for(method, options, ranks))
-    graph = build_graph(profile, hw, method, options, placement)
+    graph = build_graph(profile, hw, method, options, placement, replica_devices=replica_devices)
     engine = Engine(graph, graph.durations(options.seed)).run()
     base = method.method if isinstance(method, UserSchedule) else method
     described = {"name": method.name, "description": method.description, "update_prob": base.update_prob,
@@ -176,20 +177,27 @@ def _per_replica(result: SimResult, num_stages: int, replicas: int) -> None:
     stages = result.stages
     stages.insert(0, "replica", stages["stage"] // num_stages)
     stages["stage"] = stages["stage"] % num_stages
+    devices = result.devices
+    devices["stages"] = [" ".join(str(int(s) % num_stages) for s in listed.split()) for listed in devices["stages"]]
 
 
 def simulate(profile: CostProfile, hardware: Hardware | str | Path | dict, method: MethodLike,
-             options: SimOptions | None = None, *, baseline: bool = True, **overrides: Any) -> SimResult:
+             options: SimOptions | None = None, *, baseline: bool = True,
+             replica_devices: list[list[int]] | None = None, **overrides: Any) -> SimResult:
     """Simulate ``options.steps`` training steps of ``method`` on ``hardware``.
 
     ``hardware`` may be a :class:`Hardware`, a preset name, a spec file or a spec mapping;
     keyword ``overrides`` replace fields of ``options`` (``steps=100``). With ``baseline``, the
     same samples are also simulated with sequential backprop (:func:`simulate_baseline`),
-    giving ``speedup`` and ``steady_speedup``.
+    giving ``speedup`` and ``steady_speedup``. With ``options.replicas`` > 1 the run is data
+    parallel (:mod:`sglab.sim.data_parallel`): replica ``r`` on the devices ``replica_devices[r]``
+    (default: the ``r``-th block of ``D // replicas``), and the baseline runs every replica's samples.
     """
     options = _options(options, overrides)
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
-    result = _run(profile, hw, resolve_method(method, options), options)
+    if replica_devices is not None and options.replicas == 1:
+        raise SimUsageError("replica_devices needs SimOptions field 'replicas' > 1")
+    result = _run(profile, hw, resolve_method(method, options), options, replica_devices=replica_devices)
     if baseline:
         summary, replicas = result.summary, options.replicas
         batches = summary["microbatches"] * replicas  # per step, over every replica

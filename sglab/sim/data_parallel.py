@@ -9,11 +9,14 @@ agree on which stages update). Before replica ``r`` updates stage ``s`` (``U``),
 gradients are all-reduced over the links between the replicas' devices of stage ``s``:
 
 - **buckets** (DDP): each stage is its own DDP module (as a pipeline stage is wrapped alone in
-  DP × PP); its ``parameter_bytes`` are cut into buckets of ``bucket_bytes``. A bucket's
-  all-reduce starts once the ops producing the stage's gradients in the step (every
-  microbatch's ``B``, or ``W`` for a split backward) are done on every replica; the last stage's
-  backward ends first, so its buckets travel while earlier stages still compute. Buckets share
-  links first come, first served. Every replica's ``U`` of the stage waits for its buckets.
+  DP × PP); its ``parameter_bytes`` are cut into buckets of ``bucket_bytes``. Its all-reduce
+  starts once the ops producing the stage's gradients in the step (every microbatch's ``B``,
+  or ``W`` for a split backward) are done on every replica, whether or not the stage then
+  updates (DDP reduces from the backward's hooks); the last stage's backward ends first, so its
+  buckets travel while earlier stages still compute. The replicas' devices of a stage run one
+  collective at a time, bucket after bucket, in the order the backward produces them (one
+  communicator, one stream, as NCCL); other stages' collectives run at the same time, sharing
+  links first come, first served. Every replica's ``U`` of the stage waits for its last bucket.
 - **ring** (reduce-scatter then all-gather): ``2(n-1)`` rounds; in each, replica ``i`` sends one
   chunk of ``ceil(bytes / n)`` to replica ``i+1 mod n`` once it has received the previous
   round's chunk from ``i-1``. On uniform links every round costs ``L + chunk / bw``, so the
@@ -119,6 +122,10 @@ class _Mirror:
         self.copies: list[tuple[int, ...]] = []
         self.kinds: list[tuple[int, str]] = []  # (stage, op) of each id; "" for a transfer
         self._routes: dict[tuple[int, int], list] = {}
+        self._per_step = options.microbatches or 1  # gradient ops of a stage per step and replica
+        self._produced: dict[tuple[int, int], list[int]] = {}  # (step, stage) → its gradient ops so far
+        self._reduced: dict[tuple[int, int], list[tuple[int, ...]]] = {}  # (step, stage) → what each U waits for
+        self._previous: dict[tuple[int, ...], list[tuple[int, ...]]] = {}  # devices → their last collective
 
     def _new(self, tasks: tuple[int, ...], stage: int, op: str) -> int:
         self.copies.append(tasks)
@@ -129,15 +136,24 @@ class _Mirror:
         return None if device is None else self.device_maps[r][device]
 
     def compute(self, step: int, stage: int, op: str, micro: int = 0, deps=(), device: int | None = None) -> int:
-        """The op on every replica (``U`` after its stage's all-reduce); returns its id."""
-        deps = tuple(deps)
-        extra: list[tuple[int, ...]] = [()] * self.replicas
+        """The op on every replica; returns its id.
+
+        A stage's all-reduce is added right after the step's last op producing its gradients (so
+        collectives are made in the order the backward produces them), and its ``U`` waits for it.
+        """
+        key, deps, copies, k = (step, stage), tuple(deps), self.copies, self.num_stages
+        extra = [()] * self.replicas
         if op == "U":
-            producers = [d for d in deps if self.kinds[d][0] == stage and self.kinds[d][1] in GRADIENT_OPS]
-            extra = self._allreduce(step, stage, [t for d in producers for t in self.copies[d]])
-        k, copies = self.num_stages, self.copies
+            if key in self._produced:  # fewer gradient ops than microbatches: reduce what there is
+                self._reduced[key] = self._allreduce(step, stage, self._produced.pop(key))
+            extra = self._reduced.pop(key, extra)
         tasks = tuple(self.graph.compute(step, r * k + stage, op, micro, [copies[d][r] for d in deps] + list(extra[r]),
                                          self._device(r, device)) for r in range(self.replicas))
+        if op in GRADIENT_OPS:
+            produced = self._produced.setdefault(key, [])
+            produced.extend(tasks)
+            if len(produced) == self._per_step * self.replicas:
+                self._reduced[key] = self._allreduce(step, stage, self._produced.pop(key))
         return self._new(tasks, stage, op)
 
     def data(self, producer: int, consumer_stage: int, device: int | None = None) -> int:
@@ -158,17 +174,23 @@ class _Mirror:
             self.graph.set_order(self.device_maps[r][device], [self.copies[t][r] for t in order])
 
     def _allreduce(self, step: int, stage: int, ready: list[int]) -> list[tuple[int, ...]]:
-        """All-reduce ``stage``'s gradients in buckets once ``ready`` are done; per replica, what its U waits for."""
+        """All-reduce ``stage``'s gradients in buckets once ``ready`` are done; per replica, what its U waits for.
+
+        Each replica joins a bucket's collective once it is done with the collective before it
+        on the same devices (the previous bucket, or the last one these devices ran).
+        """
         total, size = self.profile.stages[stage].parameter_bytes, self.options.bucket_bytes
         buckets = [size] * (total // size) + ([total % size] if total % size else [])
-        devices = [p[stage] for p in self.placements]
+        devices = tuple(p[stage] for p in self.placements)
+        if not buckets:
+            return [()] * len(devices)
         reduce = ring_allreduce if self.options.allreduce == "ring" else tree_allreduce
-        waits: list[list[int]] = [[] for _ in devices]
+        before = self._previous.get(devices, [()] * len(devices))
+        joins = [tuple(ready) + mine for mine in before]
         for index, nbytes in enumerate(buckets):
-            send = partial(self._message, step, stage, index)
-            for r, done in enumerate(reduce(len(devices), nbytes, send, ready)):
-                waits[r].extend(done)
-        return [tuple(w) for w in waits]
+            joins = reduce(len(devices), nbytes, partial(self._message, step, stage, index), joins)
+        self._previous[devices] = joins
+        return joins
 
     def _message(self, step: int, stage: int, bucket: int, src: int, dst: int, nbytes: int, deps) -> int:
         """Replica ``src`` sends ``nbytes`` of ``stage``'s bucket to replica ``dst``: one AR op per hop."""
@@ -192,33 +214,35 @@ def _device_map(first: list[int], other: list[int]) -> dict[int, int]:
     return mapping
 
 
-def ring_allreduce(n: int, nbytes: int, send, ready: list[int]) -> list[tuple[int, ...]]:
+def ring_allreduce(n: int, nbytes: int, send, joins: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """Ring all-reduce of ``nbytes`` among ``n`` replicas; per replica, the message after which it has the sum.
 
     ``send(src, dst, nbytes, deps)`` adds one message and returns its last op; every message
-    carries a chunk of ``ceil(nbytes / n)`` bytes. Round 0 waits for ``ready``; round ``k`` from ``i`` waits for round
-    ``k-1``'s message into ``i`` (reduce-scatter for ``n-1`` rounds, all-gather for ``n-1`` more).
+    carries a chunk of ``ceil(nbytes / n)`` bytes. Replica ``i`` sends its round-0 chunk once
+    ``joins[i]`` are done, and its round-``k`` chunk once round ``k-1``'s has arrived from
+    ``i-1`` (reduce-scatter for ``n-1`` rounds, all-gather for ``n-1`` more).
     """
     chunk = -(-nbytes // n)
-    received: list[int | None] = [None] * n
+    received: list[tuple[int, ...]] = list(joins)
     for _ in range(2 * (n - 1)):
-        sent = [send(i, (i + 1) % n, chunk, ready if received[i] is None else (received[i],)) for i in range(n)]
-        received = [sent[(i - 1) % n] for i in range(n)]
-    return [(task,) for task in received]
+        sent = [send(i, (i + 1) % n, chunk, received[i]) for i in range(n)]
+        received = [(sent[(i - 1) % n],) for i in range(n)]
+    return received
 
 
-def tree_allreduce(n: int, nbytes: int, send, ready: list[int]) -> list[tuple[int, ...]]:
+def tree_allreduce(n: int, nbytes: int, send, joins: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """Binary-tree all-reduce (reduce to replica 0, then broadcast) of whole ``nbytes`` messages.
 
-    Per replica, what it waits for to have the sum: the broadcast into it, or at the root the
-    reduce messages of its children.
+    Replica ``i`` sends up once ``joins[i]`` and its children's messages are done. Per replica,
+    what it waits for to have the sum: the broadcast into it, or at the root its own join and
+    its children's messages.
     """
     children = [[c for c in (2 * i + 1, 2 * i + 2) if c < n] for i in range(n)]
     up: dict[int, int] = {}
     for i in range(n - 1, 0, -1):  # children before parents
-        up[i] = send(i, (i - 1) // 2, nbytes, list(ready) + [up[c] for c in children[i]])
+        up[i] = send(i, (i - 1) // 2, nbytes, joins[i] + tuple(up[c] for c in children[i]))
     down: dict[int, int] = {}
-    root = tuple(up[c] for c in children[0])
+    root = joins[0] + tuple(up[c] for c in children[0])
     for i in range(1, n):
         parent = (i - 1) // 2
         down[i] = send(parent, i, nbytes, root if parent == 0 else (down[parent],))

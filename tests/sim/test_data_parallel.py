@@ -56,13 +56,13 @@ def test_buckets_of_the_last_stage_travel_during_the_backward_of_the_first(profi
         *both("dev1->dev0", "dev3->dev2", "1SEND_B0@0", 450, 500),
         *both("dev1->dev3", "dev3->dev1", "1AR0@0", 450, 550),  # bucket 0, round 0: starts as 1B ends
         *both("dev0", "dev2", "0B0@0", 500, 700),
-        *both("dev1->dev3", "dev3->dev1", "1AR1@0", 550, 650),  # bucket 1 queued behind bucket 0's round 0
-        *both("dev1->dev3", "dev3->dev1", "1AR0@0", 650, 750),
-        *both("dev0->dev2", "dev2->dev0", "0AR0@0", 700, 800),
+        *both("dev1->dev3", "dev3->dev1", "1AR0@0", 550, 650),  # round 1, with the chunk received in round 0
+        *both("dev1->dev3", "dev3->dev1", "1AR1@0", 650, 750),  # bucket 1 after bucket 0: one collective at a time
+        *both("dev0->dev2", "dev2->dev0", "0AR0@0", 700, 800),  # stage 0's devices reduce at the same time
         *both("dev1->dev3", "dev3->dev1", "1AR1@0", 750, 850),
-        *both("dev0->dev2", "dev2->dev0", "0AR1@0", 800, 900),
+        *both("dev0->dev2", "dev2->dev0", "0AR0@0", 800, 900),
         *both("dev1", "dev3", "1U0@0", 850, 860),  # after its stage's last bucket
-        *both("dev0->dev2", "dev2->dev0", "0AR0@0", 900, 1000),
+        *both("dev0->dev2", "dev2->dev0", "0AR1@0", 900, 1000),
         *both("dev0->dev2", "dev2->dev0", "0AR1@0", 1000, 1100),
         *both("dev0", "dev2", "0U0@0", 1100, 1110),
     ]
@@ -112,8 +112,8 @@ def test_dp_times_pp_each_replicas_update_waits_its_allreduce(profile_factory, h
     assert len(waits) == steps * k * 2
     for u_start, ar_end, ar_start, grads_end in waits:
         assert u_start == ar_end and ar_start == grads_end  # U right after its all-reduce, which waits every B
-    devices = result.devices.set_index("device")["stages"]
-    assert devices[["dev0", "dev1", "dev2", "dev3", "dev4", "dev5"]].tolist() == ["0", "1", "2", "3", "4", "5"]
+    devices = result.devices.set_index("device")["stages"]  # the model's stages, replica after replica
+    assert devices[["dev0", "dev1", "dev2", "dev3", "dev4", "dev5"]].tolist() == ["0", "1", "2", "0", "1", "2"]
 
 
 def test_dni_with_two_replicas_all_reduces_before_each_update(profile_factory, hardware_factory):
@@ -144,6 +144,26 @@ def test_two_replicas_on_free_links_have_twice_the_throughput(profile_factory, h
         mine = one.trace[one.trace["kind"] == "device"]
         assert first[["stage", "op", "step", "start_ns", "end_ns"]].astype(str).values.tolist() == \
             mine[["stage", "op", "step", "start_ns", "end_ns"]].astype(str).values.tolist()
+
+
+def test_a_stage_that_skips_its_update_still_all_reduces(profile_factory, hardware_factory):
+    k, steps = 3, 6  # DDP reduces from the backward's hooks, whether or not the optimizer steps
+    result = simulate(profile_factory(k, params=1000), hardware_factory(6), "bprop", steps=steps, replicas=2,
+                      update_prob=0.5, seed=1, baseline=False)
+    ops = result.trace.assign(op=result.trace["op"].astype(str))
+    per_step = ops.groupby(["step", "stage"])["op"].agg(list)
+    assert all(ops.count("AR") == 4 and ops.count("B") == 2 for ops in per_step)  # 1 bucket, 2 rounds of 2 messages
+    assert 0 < (ops["op"] == "U").sum() < steps * k * 2
+
+
+def test_explicit_replica_devices(profile_factory, hardware_factory):
+    result = simulate(profile_factory(2), hardware_factory(4), "1f1b", steps=2, replicas=2,
+                      replica_devices=[[3, 2], [0, 1]], baseline=False)
+    assert result.stages[["replica", "stage", "device"]].values.tolist() == \
+        [[0, 0, "dev3"], [0, 1, "dev2"], [1, 0, "dev0"], [1, 1, "dev1"]]
+    assert result.devices["stages"].tolist()[:4] == ["0", "1", "1", "0"]
+    with pytest.raises(SimUsageError, match="replica_devices needs SimOptions field 'replicas' > 1"):
+        simulate(profile_factory(2), hardware_factory(4), "1f1b", replica_devices=[[0, 1]])
 
 
 def test_replica_placements_offset_or_grouped(profile_factory, hardware_factory):
