@@ -13,7 +13,8 @@ per device, or sequential backprop on one device, runs on fewer), whatever stage
 the model into and, unless the microbatch count is an axis (``by_microbatches``), whatever its
 microbatches per step. Locked schedules run no synthesizer, so their rows match every synthesizer
 cost; methods that are no pipeline run one batch per step, so their rows match every microbatch count.
-A sweep with a ``replicas`` column (data parallelism) is compared at equal replica counts.
+Data-parallel replicas are one more way to use the devices: a rival may run any number of replicas
+(``replicas``; 1 where a sweep has no such column) as long as all of them together use at most ``d`` devices.
 Figures of the table: :mod:`analysis.frontier_figures`.
 """
 
@@ -33,7 +34,7 @@ from sglab.sim.sweep import locked_methods
 #: steps with the one-time fill and drain of an unlocked chain (a flushed pipeline pays its fill every step).
 METRICS = {"steady": "steady_samples_per_s", "throughput": "throughput_samples_per_s"}
 #: Per-row columns kept for the unlocked method and, prefixed ``best_locked_``, for its best locked rival.
-VALUES = ["num_stages", "num_devices", "microbatches", "speedup", "steady_speedup", "steady_samples_per_s",
+VALUES = ["num_stages", "num_devices", "replicas", "microbatches", "speedup", "steady_speedup", "steady_samples_per_s",
           "throughput_samples_per_s", "peak_memory_bytes", "fits"]
 _RENAMED = {"num_stages": "stages", "num_devices": "devices", "_mb": "microbatches_per_step",
             "best_locked_method": "best_locked", "best_locked_num_stages": "best_locked_stages",
@@ -62,7 +63,9 @@ def _usable(sweep: pd.DataFrame) -> pd.DataFrame:
     if unmeasured.any():
         warnings.warn(f"frontier: {int(unmeasured.sum())} rows without a measured throughput ignored "
                       f"(first: {rows[unmeasured]['method'].iloc[0]})", RuntimeWarning, stacklevel=3)
-    rows = rows[~unmeasured].astype({c: int for c in ("num_stages", "num_devices", "microbatches")})  # NaN in failed rows
+    rows = rows[~unmeasured].copy()
+    rows["replicas"] = rows["replicas"].fillna(1) if "replicas" in rows else 1  # sweeps before data parallelism
+    rows = rows.astype({c: int for c in ("num_stages", "num_devices", "replicas", "microbatches")})  # failed rows: NaN
     rows["_bw"] = rows["bandwidth_GB_per_s"].astype(float).fillna(-1.0)  # -1: "as the spec says", matches itself
     rows["_role"] = rows["method"].map(method_role)
     return rows
@@ -94,12 +97,12 @@ def frontier_table(sweep: pd.DataFrame, metric: str = "steady", by_microbatches:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     column = METRICS[metric]
     rows = _usable(sweep)
-    keys = ["hardware_spec", "_bw"] + [k for k in ("replicas",) if k in rows]
+    keys = ["hardware_spec", "_bw"]
     locked = rows[rows["_role"] == "locked"]
     if must_fit:
         locked = locked[locked["fits"].astype(bool)]
     locked = locked.assign(_order=locked["method"].map({m: i for i, m in enumerate(locked_methods())}))
-    point = ["method", *keys, "num_stages", "synth_cost_ratio"]
+    point = ["method", *keys, "num_stages", "replicas", "synth_cost_ratio"]
     unlocked = rows[rows["_role"] == "unlocked"].drop_duplicates(point)  # a non-pipeline repeats per microbatch count
     if by_microbatches:
         locked, unlocked = _microbatch_axis(locked, unlocked)
@@ -120,8 +123,8 @@ def frontier_table(sweep: pd.DataFrame, metric: str = "steady", by_microbatches:
     if by_microbatches:
         best["_mb"] = best["_mb"].where(best["_mb"] >= 0)
     best = best.rename(columns=_RENAMED)
-    front = ["method", "hardware_spec", "stages", "devices", "bandwidth_GB_per_s", "synth_cost_ratio"]
-    front += [k for k in ("replicas", "microbatches_per_step") if k in best]
+    front = ["method", "hardware_spec", "stages", "replicas", "devices", "bandwidth_GB_per_s", "synth_cost_ratio"]
+    front += [k for k in ("microbatches_per_step",) if k in best]
     rest = [c for c in best if c not in front and not c.startswith("_")]
     return best[front + rest].sort_values(front, kind="stable").reset_index(drop=True)
 
@@ -165,7 +168,7 @@ def distinct(column: pd.Series) -> list:
 
 
 def frontier_summary(table: pd.DataFrame, method: str = "dni", measured: str = "measured") -> list[str]:
-    """One line per machine, stage count and bandwidth (and microbatch count): the synthesizer costs at
+    """One line per machine, stage count and bandwidth (and replica and microbatch count): the synthesizer costs at
     which ``method`` beats the best locked schedule and those at which it loses, with the best and worst ratio."""
 
     def cost(r) -> str:
@@ -177,11 +180,14 @@ def frontier_summary(table: pd.DataFrame, method: str = "dni", measured: str = "
 
     lines = []
     data = table[table["method"] == method]
-    keys = ["hardware_spec", "stages", "bandwidth_GB_per_s"] + [k for k in ("microbatches_per_step",) if k in data]
+    copies = "replicas" in data and data["replicas"].nunique() > 1
+    keys = ["hardware_spec", "stages", "bandwidth_GB_per_s", *(["replicas"] if copies else []),
+            *[k for k in ("microbatches_per_step",) if k in data]]
     for key, rows in data.groupby(keys, dropna=False, sort=True):
         wins, loses = rows[rows["wins"]], rows[~rows["wins"]]
         where = f"{key[0]}, K = {key[1]}, {bandwidth_label(key[2])}"
-        where += f", {microbatches_label(key[3])}" if len(key) > 3 else ""
+        where += f", {key[3]} replica{'s' * (key[3] > 1)}" if copies else ""
+        where += f", {microbatches_label(key[-1])}" if "microbatches_per_step" in data else ""
         parts = []
         if len(wins):
             parts.append(f"wins at r = {', '.join(map(cost, wins['synth_cost_ratio']))} "

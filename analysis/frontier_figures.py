@@ -52,8 +52,9 @@ def plot_frontier(table: pd.DataFrame, method: str | None = None, hardware: str 
                   microbatches: float | None = None, measured_ratio: float | dict[int, float] | None = None,
                   title: str | None = None):
     """Ratio to the best locked schedule (log, line at 1) against synthesizer cost, one line per link
-    bandwidth, one column per stage count, a marker per best locked schedule; below, the peak memory
-    per device of the unlocked method (solid) and of its best locked rival (dashed). Rows of measured
+    bandwidth, one column per stage count (and data-parallel replica count), a marker per best locked
+    schedule; below, the peak memory per device of the unlocked method (solid) and of its best locked
+    rival (dashed). Rows of measured
     synthesizers are drawn at ``measured_ratio`` (one ``r``, or one per stage count as
     :func:`analysis.frontier.measured_synth_ratios` gives), or not at all without it.
 
@@ -65,20 +66,23 @@ def plot_frontier(table: pd.DataFrame, method: str | None = None, hardware: str 
 
     method = method or ("dni" if "dni" in set(table["method"]) else table["method"].iloc[0])
     data, hardware, microbatches = _rows(table, method, hardware, microbatches, measured_ratio)
-    stages, bandwidths = sorted(data["stages"].unique()), distinct(data["bandwidth_GB_per_s"])
+    replicas = data["replicas"] if "replicas" in data else pd.Series(1, index=data.index)
+    columns = sorted(set(zip(data["stages"], replicas)))  # one per stage count (and replica count)
+    bandwidths = distinct(data["bandwidth_GB_per_s"])
     colors = dict(zip(map(str, bandwidths), sns.color_palette("colorblind", len(bandwidths))))
     names = list(dict.fromkeys(locked_methods() + sorted(set(table["best_locked"]))))
     markers = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(names)}
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(2, max(len(stages), 1), figsize=(3.6 * max(len(stages), 1) + 2.2, 5.6),
+        fig, axes = plt.subplots(2, max(len(columns), 1), figsize=(3.6 * max(len(columns), 1) + 2.2, 5.6),
                                  squeeze=False, sharex=True, sharey="row", gridspec_kw={"height_ratios": [2, 1]})
-    for col, k in enumerate(stages):
-        column = data[data["stages"] == k]
+    for col, (k, n) in enumerate(columns):
+        column = data[(data["stages"] == k) & (replicas == n)]
         for bw in bandwidths:
             _draw_line(axes[0, col], axes[1, col], column[_equal(column["bandwidth_GB_per_s"], bw)],
                        colors[str(bw)], markers)
-        axes[0, col].set_title(f"K = {k} stages ({int(column['devices'].iloc[0])} devices)")
-    _decorate(axes, method, [_ratio_at(measured_ratio, k) for k in stages])
+        copies = f" × {n} replicas" if n > 1 else ""
+        axes[0, col].set_title(f"K = {k} stages{copies} ({int(column['devices'].iloc[0])} devices)")
+    _decorate(axes, method, [_ratio_at(measured_ratio, k) for k, _ in columns])
     _legend(fig, bandwidths, colors, sorted(set(data["best_locked"]), key=names.index), markers, method,
             bool(data["synth_cost_ratio"].isna().any()))
     suffix = f", {microbatches_label(microbatches)} per pipeline step" if "microbatches_per_step" in table else ""

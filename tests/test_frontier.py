@@ -29,15 +29,15 @@ BATCH = 10
 
 
 def row(method, devices, step_ns, microbatches=1, bw=10.0, r=None, mb_requested=None, memory=1000, fits=True,
-        hardware="hw", error="", makespan_ns=None, stages=None):
-    """One sweep row of one step: ``microbatches * BATCH`` samples in a steady step of ``step_ns``."""
-    samples = microbatches * BATCH
+        hardware="hw", error="", makespan_ns=None, stages=None, replicas=1):
+    """One sweep row of one step: ``microbatches * BATCH`` samples per replica in a steady step of ``step_ns``."""
+    samples = microbatches * BATCH * replicas
     return {"method": method, "hardware_spec": hardware, "bandwidth_GB_per_s": bw, "stages_requested": stages,
             "synth_cost_ratio": r, "microbatches_requested": mb_requested, "error": error,
             "num_stages": stages or devices, "num_devices": devices, "microbatches": microbatches, "steps": 1,
             "samples": samples, "steady_step_ns": step_ns, "makespan_ns": makespan_ns or step_ns,
             "throughput_samples_per_s": samples * 1e9 / (makespan_ns or step_ns), "speedup": 1.0,
-            "steady_speedup": 1.0, "peak_memory_bytes": memory, "fits": fits}
+            "steady_speedup": 1.0, "peak_memory_bytes": memory, "fits": fits, "replicas": replicas}
 
 
 def table(*rows) -> pd.DataFrame:
@@ -131,6 +131,22 @@ def test_machines_and_bandwidths_do_not_mix_and_as_given_matches_itself():
     assert front["bandwidth_GB_per_s"].isna().tolist() == [True, False]
 
 
+def test_data_parallel_rivals_count_every_replicas_devices():
+    sweep = table(row("dni", 2, 1_000_000), row("dni", 4, 1_000_000, stages=2, replicas=2),
+                  row("bprop", 1, 4_000_000),                          # 2,500 samples/s
+                  row("bprop", 2, 4_000_000, stages=1, replicas=2),    # 5,000 on 2 devices
+                  row("bprop", 4, 4_000_000, stages=1, replicas=4))    # 10,000 on 4 devices
+    front = frontier_table(sweep)
+    assert list(zip(front["stages"], front["replicas"], front["devices"])) == [(2, 1, 2), (2, 2, 4)]
+    assert front["best_locked_replicas"].tolist() == [2, 4] and front["best_locked_devices"].tolist() == [2, 4]
+    assert front["ratio"].tolist() == [2.0, 2.0]
+    assert frontier_summary(front) == ["hw, K = 2, 10 GB/s, 1 replica: dni wins at r = measured "
+                                       "(best 2.00× bprop at r = measured)",
+                                       "hw, K = 2, 10 GB/s, 2 replicas: dni wins at r = measured "
+                                       "(best 2.00× bprop at r = measured)"]
+    assert "replicas" in frontier_table(sweep.drop(columns="replicas"))  # a sweep from before: 1 replica
+
+
 def test_summary_lines():
     sweep = table(row("dni", 2, 1_000_000, r=0.0), row("dni", 2, 4_000_000, r=1.0), row("dni", 2, 2_000_000, r=None),
                   row("gpipe", 2, 4_000_000, microbatches=2))
@@ -164,6 +180,7 @@ def test_frontier_grids_drop_redundant_points_and_add_one_stage_bprop():
         (("dni", "dgl"), (2, 4), (0.0, 1.0), (None,), True),
         (("bprop",), (1,), (None,), (None,), False)]
     assert all(g.steps == 3 for g in grids)
+    assert {g.replicas for g in frontier_grids(replace(grid, replicas=(1, 2)))} == {(1, 2)}  # DP bprop on 1 stage too
     assert len(frontier_grids(replace(grid, stages=(1, 2)))) == 3  # one stage is on the grid already
     assert len(frontier_grids(replace(grid, methods=("gpipe", "dni")))) == 2  # no bprop, none added
 

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--synth-cost-ratios", default="",
                        help="comma-separated synthesizer costs S/F (override measured)")
     sweep.add_argument("--microbatches-grid", default="", help="comma-separated microbatch counts for the pipeline schedules")
+    sweep.add_argument("--replicas", default="",
+                       help="comma-separated data-parallel replica counts, each replica on its own devices (default: 1)")
     sweep.add_argument("--workers", type=int, help="process-pool size (default: CPU count)")
     sweep.add_argument("--scheduler-address", help="dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
     sweep.add_argument("--connect-timeout", type=float, default=10.0,
@@ -68,6 +70,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                      stages=number_list(args.stages, "--stages", int), bandwidths=number_list(args.bandwidth, "--bandwidth"),
                      synth_cost_ratios=number_list(args.synth_cost_ratios, "--synth-cost-ratios", zero_ok=True),
                      microbatches=number_list(args.microbatches_grid, "--microbatches-grid", int),
+                     replicas=tuple(n or 1 for n in number_list(args.replicas, "--replicas", int)),
                      steps=args.steps, seed=args.seed, reference_flops=args.reference_flops)
     if args.microbatches is not None and grid.microbatches == (None,):
         grid = replace(grid, microbatches=(args.microbatches,))
@@ -119,8 +122,9 @@ def _methods(args: argparse.Namespace) -> list[str]:
 
 
 #: Columns of the frontier table printed (all of them are in frontier.csv).
-FRONTIER_COLUMNS = ["method", "hardware_spec", "stages", "bandwidth_GB_per_s", "synth_cost_ratio",
-                    "microbatches_per_step", "best_locked", "best_locked_stages", "best_locked_microbatches",
+FRONTIER_COLUMNS = ["method", "hardware_spec", "stages", "replicas", "bandwidth_GB_per_s", "synth_cost_ratio",
+                    "microbatches_per_step", "best_locked", "best_locked_stages", "best_locked_replicas",
+                    "best_locked_microbatches",
                     "best_locked_speedup", "speedup", "ratio", "wins", "best_locked_MB", "MB"]
 
 
@@ -157,7 +161,10 @@ def _print_frontier(name: str, front, metric: str) -> None:
     shown = front.assign(MB=front["peak_memory_bytes"] / 1e6, best_locked_MB=front["best_locked_peak_memory_bytes"] / 1e6)
     if steady:  # the speedups whose quotient the ratio is
         shown = shown.assign(speedup=shown["steady_speedup"], best_locked_speedup=shown["best_locked_steady_speedup"])
-    columns = [c for c in FRONTIER_COLUMNS if c in shown and (c != "hardware_spec" or shown[c].nunique() > 1)]
+    varied = {"hardware_spec": shown["hardware_spec"].nunique() > 1,
+              **dict.fromkeys(("replicas", "best_locked_replicas"),
+                              bool(len(shown)) and (shown[["replicas", "best_locked_replicas"]] != 1).any().any())}
+    columns = [c for c in FRONTIER_COLUMNS if c in shown and varied.get(c, True)]  # constant machine, 1 replica: not shown
     print(f"{name}: {'steady ' if steady else ''}throughput of each unlocked method over the best locked schedule "
           f"on at most as many devices (speedups over sequential backprop on one device)")
     print(shown[columns].to_string(index=False, float_format=lambda v: f"{v:.3g}"))

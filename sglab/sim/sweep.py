@@ -38,6 +38,7 @@ DIMENSIONS = {
     "bandwidths": ("bandwidth_GB_per_s", "link bandwidth (GB/s per direction)", True),
     "synth_cost_ratios": ("synth_cost_ratio", "synthesizer cost (S / F)", False),
     "microbatches": ("microbatches_requested", "microbatches per step", False),
+    "replicas": ("replicas_requested", "data-parallel replicas", False),
 }
 
 
@@ -51,10 +52,11 @@ class SweepGrid:
     bandwidths: tuple[float | None, ...] = (None,)  # GB/s per direction
     synth_cost_ratios: tuple[float | None, ...] = (None,)
     microbatches: tuple[int | None, ...] = (None,)
+    replicas: tuple[int, ...] = (1,)  # data-parallel copies, each on its own devices
     steps: int = 20
     seed: int = 0
     reference_flops: float | None = None
-    resize: bool = True  # give K stages K devices (homogeneous machines)
+    resize: bool = True  # give K stages K devices (times the replicas; homogeneous machines)
     override_synth: bool = True  # synth_cost_ratios replace measured S/T (False: fill only missing ones)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,12 +65,12 @@ class SweepGrid:
         specs = {h: hardware_to_dict(load_hardware(h, self.reference_flops)) for h in self.hardware}
         data = profile.to_dict()
         combos = itertools.product(self.methods, self.hardware, self.stages, self.bandwidths,
-                                   self.synth_cost_ratios, self.microbatches)
+                                   self.synth_cost_ratios, self.microbatches, self.replicas)
         return [{"profile": data, "hardware_name": h, "hardware": specs[h], "method": m, "stages": k,
-                 "bandwidth_GB_per_s": bw, "synth_cost_ratio": r, "microbatches": mb, "steps": self.steps,
-                 "seed": self.seed, "resize": self.resize,
+                 "bandwidth_GB_per_s": bw, "synth_cost_ratio": r, "microbatches": mb, "replicas": n,
+                 "steps": self.steps, "seed": self.seed, "resize": self.resize,
                  "override_synth": self.override_synth, **self.extra}
-                for m, h, k, bw, r, mb in combos]
+                for m, h, k, bw, r, mb, n in combos]
 
 
 def locked_methods() -> list[str]:
@@ -121,20 +123,22 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     row = {"hardware_spec": point["hardware_name"], "stages_requested": point["stages"],
            "bandwidth_GB_per_s": point["bandwidth_GB_per_s"],
            "synth_cost_ratio": point["synth_cost_ratio"], "microbatches_requested": point["microbatches"],
-           "method": point["method"], "error": ""}
+           "replicas_requested": point.get("replicas") or 1, "method": point["method"], "error": ""}
     try:
         profile = CostProfile.from_dict(point["profile"])
         if point["stages"] is not None:
             profile = regroup(profile, point["stages"])
         hw = hardware_from_dict(point["hardware"])
-        wanted = devices_for(point["method"], profile.num_stages)
+        replicas = row["replicas_requested"]
+        wanted = devices_for(point["method"], profile.num_stages) * replicas
         if point["resize"] and hw.num_devices != wanted and hw.topology != "custom":
             hw = hw.resized(wanted)
         if point["bandwidth_GB_per_s"] is not None:
             hw = hw.with_link(bandwidth_bytes_per_s=int(point["bandwidth_GB_per_s"] * 1e9))
         ratio = point["synth_cost_ratio"]
         options = SimOptions(steps=point["steps"], seed=point["seed"], microbatches=point["microbatches"],
-                             synth_cost_ratio=ratio, override_synth=ratio is not None and point["override_synth"])
+                             replicas=replicas, synth_cost_ratio=ratio,
+                             override_synth=ratio is not None and point["override_synth"])
         row.update(simulate(profile, hw, point["method"], options).summary)
     except SglabError as err:  # a profile, hardware or method that cannot work at this point
         row["error"] = str(err)

@@ -199,3 +199,19 @@ def test_method_all_leaves_out_what_the_profile_cannot_drive(profile_factory, tm
     assert ran == [m for m in method_names("sim") if m not in left_out]
     assert "note: --method all leaves out zb-h1: it needs I and W" in captured.err
     assert "note: --method all leaves out looped-bfs: it holds 2 stages per rank, and 3 stages" in captured.err
+
+
+def test_sweep_frontier_with_data_parallel_replicas(profile_path, tmp_path, capsys):
+    out = tmp_path / "frontier-dp"
+    assert main(["sweep", "--profile", str(profile_path), "--frontier", "--methods", "bprop,dni", "--stages", "2",
+                 "--bandwidth", "10", "--synth-cost-ratios", "0", "--replicas", "1,2", "--steps", "4", "--workers", "1",
+                 "--no-figures", "--no-progress", "--out", str(out)]) == 0
+    sweep = pd.read_csv(out / "sweep.csv")
+    assert list(zip(sweep["method"], sweep["num_stages"], sweep["replicas"], sweep["num_devices"])) == [
+        ("bprop", 2, 1, 2), ("bprop", 2, 2, 4), ("dni", 2, 1, 2), ("dni", 2, 2, 4), ("bprop", 1, 1, 1), ("bprop", 1, 2, 2)]
+    front = pd.read_csv(out / "frontier.csv")
+    assert front["replicas"].tolist() == [1, 2] and (front["best_locked_devices"] <= front["devices"]).all()
+    text = capsys.readouterr().out
+    assert "best_locked_replicas" in text and "cluster-10gbe, K = 2, 10 GB/s, 2 replicas: dni" in text
+    fails(capsys, ["sweep", "--profile", str(profile_path), "--out", str(out), "--replicas", "0"], 2,
+          "--replicas: every value must be > 0, got 0")
