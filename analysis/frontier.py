@@ -76,7 +76,8 @@ def _microbatch_axis(locked: pd.DataFrame, unlocked: pd.DataFrame) -> tuple[pd.D
     pipeline's rows keep theirs, the rows of methods that are no pipeline repeat at every count."""
     pipelined = locked["method"].map(lambda m: get_method(m).pipelined).astype(bool)
     locked = locked.assign(_mb=locked["microbatches_requested"].astype(float).fillna(-1.0))
-    counts = pd.DataFrame({"_mb": sorted(locked.loc[pipelined, "_mb"].unique())})
+    # no pipeline among the rivals: one count, each schedule's default, rather than no rows at all
+    counts = pd.DataFrame({"_mb": sorted(locked.loc[pipelined, "_mb"].unique()) or [-1.0]})
     locked = pd.concat([locked[pipelined], locked[~pipelined].drop(columns="_mb").merge(counts, how="cross")])
     return locked, unlocked.merge(counts, how="cross")
 
@@ -140,12 +141,17 @@ def measured_synth_ratio(profile) -> float | None:
 def measured_synth_ratios(profile, stage_counts) -> dict[int, float]:
     """:func:`measured_synth_ratio` of ``profile`` merged into each of ``stage_counts`` stages (``None``: as
     measured), where defined: merged stages keep the synthesizer of their last layer only, so the ratio
-    falls as fewer, heavier stages share the measured synthesizers."""
+    falls as fewer, heavier stages share the measured synthesizers. A count the profile cannot be split
+    into has none (its sweep rows failed)."""
+    from sglab.costprofile import ProfileError
     from sglab.partition import regroup
 
     ratios = {}
     for k in stage_counts:
-        merged = profile if k is None or k == profile.num_stages else regroup(profile, k)
+        try:
+            merged = profile if k is None or k == profile.num_stages else regroup(profile, k)
+        except ProfileError:
+            continue
         ratio = measured_synth_ratio(merged)
         if ratio is not None:
             ratios[merged.num_stages] = ratio

@@ -121,6 +121,13 @@ def test_by_microbatches_keys_each_requested_count():
     assert len(single) == 1
 
 
+def test_by_microbatches_without_a_pipeline_is_one_default_count():
+    sweep = table(row("dni", 2, 1_000_000, r=1.0), row("bprop", 1, 2_000_000), row("bprop", 2, 1_500_000))
+    front = frontier_table(sweep, by_microbatches=True)
+    assert front["microbatches_per_step"].isna().tolist() == [True]
+    assert front["best_locked_devices"].tolist() == [2] and front["ratio"].tolist() == [1.5]
+
+
 def test_machines_and_bandwidths_do_not_mix_and_as_given_matches_itself():
     sweep = table(row("dni", 2, 1_000_000, bw=None), row("gpipe", 2, 4_000_000, microbatches=2, bw=None),
                   row("dni", 2, 1_000_000, hardware="other"), row("bprop", 1, 1_000_000, hardware="other"),
@@ -192,6 +199,7 @@ def test_measured_synth_ratio():
     assert measured_synth_ratios(build_profile(4, F=1000, S=200, T=400), (2, None, 1)) == pytest.approx(
         {2: 0.1, 4: 0.2, 1: 0.05})
     assert measured_synth_ratios(build_profile(4, S=None, T=None), (2,)) == {}
+    assert measured_synth_ratios(build_profile(4, F=1000, S=200, T=400), (8, 0, 4)) == pytest.approx({4: 0.2})
 
 
 def test_measured_rows_sit_at_their_stage_counts_ratio_or_are_not_drawn():

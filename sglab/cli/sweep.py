@@ -129,16 +129,19 @@ FRONTIER_COLUMNS = ["method", "hardware_spec", "stages", "replicas", "bandwidth_
 
 
 def _frontier(table, grid, profile, args: argparse.Namespace) -> list[Path]:
-    """frontier.csv (and frontier-microbatches.csv for a microbatch axis), their figures; prints both tables."""
+    """frontier.csv (and frontier-microbatches.csv for a microbatch axis of pipelines), their figures; prints both
+    tables."""
     import warnings
 
     from analysis.frontier import frontier_table, measured_synth_ratios
     from analysis.frontier_figures import frontier_figures
     from sglab.io import atomic_write_text
+    from sglab.methods import get_method
 
     files = []
     measured = measured_synth_ratios(profile, grid.stages)
-    axes = {"frontier": False, **({"frontier-microbatches": True} if len(grid.microbatches) > 1 else {})}
+    by_count = len(grid.microbatches) > 1 and any(get_method(m).pipelined for m in grid.methods)
+    axes = {"frontier": False, **({"frontier-microbatches": True} if by_count else {})}
     for name, by_microbatches in axes.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -215,3 +215,15 @@ def test_sweep_frontier_with_data_parallel_replicas(profile_path, tmp_path, caps
     assert "best_locked_replicas" in text and "cluster-10gbe, K = 2, 10 GB/s, 2 replicas: dni" in text
     fails(capsys, ["sweep", "--profile", str(profile_path), "--out", str(out), "--replicas", "0"], 2,
           "--replicas: every value must be > 0, got 0")
+
+
+def test_sweep_frontier_past_stage_counts_the_profile_cannot_make(profile_path, tmp_path, capsys):
+    out = tmp_path / "frontier-k"
+    assert main(["sweep", "--profile", str(profile_path), "--frontier", "--methods", "bprop,dni", "--stages", "2,8",
+                 "--bandwidth", "10", "--synth-cost-ratios", "0", "--microbatches-grid", "2,4", "--steps", "4",
+                 "--workers", "1", "--no-figures", "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "failed: dni on cluster-10gbe: cannot split a 4-stage profile into 8 stages (1..4)" in text
+    front = pd.read_csv(out / "frontier.csv")
+    assert front["stages"].tolist() == [2] and front["best_locked"].tolist() == ["bprop"]
+    assert not (out / "frontier-microbatches.csv").exists()  # no pipeline: microbatches are no axis
