@@ -302,8 +302,8 @@ front.assign(MB=front["peak_memory_bytes"] / 1e6, best_locked_MB=front["best_loc
 #
 # * The profile is a real measurement on this machine; the machines the ops are scheduled on
 #   are **hypothetical** (copies of this CPU on a network from a data sheet). The simulator
-#   models no per-microbatch efficiency loss, no data parallelism and no contention between
-#   compute and communication (see `docs/simulator.md`, "Not modelled").
+#   models no per-microbatch efficiency loss and no contention between compute and communication
+#   (see `docs/simulator.md`, "Not modelled"); this notebook runs one replica (no data parallelism).
 # * On a tiny FCN the ops take about a millisecond, so 10 GbE transfers are not free; with
 #   `SGLAB_NOTEBOOK_STEPS` small the timings are noisy. For the numbers in the docs, see
 #   `benchmarks/sim_worked_example.py`.
