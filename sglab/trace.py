@@ -43,20 +43,39 @@ class TraceError(SglabError, ValueError):
     """A table that is not a trace; the message names the column."""
 
 
+def _fixed_categorical(values, n: int, column: str, allowed: tuple[str, ...]) -> pd.Categorical:
+    """``values`` (one string for every row, or one per row) as a categorical over ``allowed``."""
+    if isinstance(values, str):
+        present = {values}
+    elif isinstance(values, pd.Categorical):
+        present = set(map(str, pd.unique(values)))  # read through the codes, not row by row
+    else:
+        values = list(values)
+        present = set(map(str, values))
+    bad = sorted(present - set(allowed))
+    if bad:
+        raise TraceError(f"trace column {column!r} holds {bad}; allowed: {', '.join(allowed)}")
+    if isinstance(values, str):
+        return pd.Categorical.from_codes(np.full(n, allowed.index(values), dtype=np.int8), categories=list(allowed))
+    return pd.Categorical(values, categories=list(allowed))
+
+
 def make_trace(*, stage, op, step, microbatch, device, start_ns, end_ns, kind, source: str) -> pd.DataFrame:
-    """A trace from equal-length columns (``kind`` may be one string for every row)."""
+    """A trace from equal-length columns (``kind`` may be one string for every row).
+
+    ``op``, ``device`` and ``kind`` may be :class:`pandas.Categorical` already (a simulation's
+    ten million rows are then never turned into strings).
+    """
     n = len(start_ns)
-    kinds = [kind] * n if isinstance(kind, str) else kind
-    for column, values, allowed in (("source", [source], SOURCES), ("kind", set(kinds), KINDS)):
-        bad = sorted(set(map(str, values)) - set(allowed))
-        if bad:
-            raise TraceError(f"trace column {column!r} holds {bad}; allowed: {', '.join(allowed)}")
+    sources = _fixed_categorical(source, n, "source", SOURCES)
+    kinds = _fixed_categorical(kind, n, "kind", KINDS)
     trace = pd.DataFrame({
-        "stage": np.asarray(stage, dtype=np.int64), "op": pd.Categorical(op),
+        "stage": np.asarray(stage, dtype=np.int64),
+        "op": op if isinstance(op, pd.Categorical) else pd.Categorical(op),
         "step": np.asarray(step, dtype=np.int64), "microbatch": np.asarray(microbatch, dtype=np.int64),
         "device": device if isinstance(device, pd.Categorical) else pd.Categorical(device),
         "start_ns": np.asarray(start_ns, dtype=np.int64), "end_ns": np.asarray(end_ns, dtype=np.int64),
-        "kind": pd.Categorical(kinds, categories=list(KINDS)), "source": pd.Categorical([source] * n, categories=list(SOURCES)),
+        "kind": kinds, "source": sources,
     })
     return check_trace(trace)
 

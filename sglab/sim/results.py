@@ -21,7 +21,7 @@ from sglab import __version__
 from sglab.io import atomic_write_json, atomic_write_text
 from sglab.sim.graph import TaskGraph
 from sglab.sim.spec import hardware_to_dict
-from sglab.trace import make_trace, summarize_trace, write_chrome_trace
+from sglab.trace import KINDS, make_trace, summarize_trace, write_chrome_trace
 
 
 @dataclass
@@ -64,39 +64,65 @@ class SimResult:
 
 
 def trace_frame(graph: TaskGraph, start: np.ndarray, end: np.ndarray) -> pd.DataFrame:
-    """The trace of a finished run, in task order."""
-    server = np.asarray(graph.server, dtype=np.int64)
-    kinds = np.asarray([s.kind for s in graph.servers])
-    return make_trace(stage=graph.stage, op=graph.op, step=graph.step, microbatch=graph.micro,
-                      device=pd.Categorical.from_codes(server, categories=[s.name for s in graph.servers]),
-                      start_ns=start, end_ns=end, kind=kinds[server] if len(server) else [], source="simulated")
+    """The trace of a finished run, in task order (ops as a categorical of the names that ran, sorted)."""
+    server, codes = graph.column("server"), graph.column("op_code")
+    names = np.asarray(graph.op_names, dtype=object)
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    ordered = present[np.argsort(names[present], kind="stable")] if len(present) else present
+    recode = np.full(max(len(names), 1), -1, dtype=np.int16)
+    recode[ordered] = np.arange(len(ordered))
+    op = pd.Categorical.from_codes(recode[codes], categories=[str(n) for n in names[ordered]])
+    kinds = np.asarray([KINDS.index(s.kind) for s in graph.servers], dtype=np.int8)
+    device = pd.Categorical.from_codes(server, categories=[s.name for s in graph.servers])
+    kind = pd.Categorical.from_codes(kinds[server] if len(server) else np.empty(0, np.int8), categories=list(KINDS))
+    return make_trace(stage=graph.column("stage"), op=op, step=graph.column("step"), microbatch=graph.column("micro"),
+                      device=device, start_ns=start, end_ns=end, kind=kind, source="simulated")
 
 
 def _peaks(keys: np.ndarray, t0: np.ndarray, t1: np.ndarray, amount: np.ndarray, size: int) -> np.ndarray:
     """Per key, the largest total ``amount`` held at once over intervals ``[t0, t1)``."""
     peaks = np.zeros(size, dtype=np.int64)
-    times = np.concatenate([t0, t1])
+    if not len(keys):
+        return peaks
     deltas = np.concatenate([amount, -amount])
     owners = np.concatenate([keys, keys])
-    order = np.lexsort((deltas, times, owners))  # per owner, by time, releases before allocations
-    for key in np.unique(keys):
-        mine = order[owners[order] == key]
-        peaks[key] = max(0, int(np.cumsum(deltas[mine]).max()))
+    order = np.lexsort((deltas, np.concatenate([t0, t1]), owners))  # per owner, by time, releases first
+    owners, held = owners[order], np.cumsum(deltas[order])
+    first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    before = np.where(first > 0, held[first - 1], 0)  # what earlier owners left in the running sum
+    peaks[owners[first]] = np.maximum(0, np.maximum.reduceat(held, first) - before)
     return peaks
 
 
 def memory_tables(graph: TaskGraph, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Peak buffered bytes per server, and peak stashed microbatches (activations) per stage."""
     num_servers, num_stages = len(graph.servers), len(graph.placement)
-    if not graph.buffers:
-        return np.zeros(num_servers, dtype=np.int64), np.zeros(num_stages, dtype=np.int64)
-    device, stage, nbytes, alloc, free, kind = (np.asarray(c) for c in zip(*graph.buffers))
-    t0, t1 = start[alloc.astype(np.int64)], end[free.astype(np.int64)]
-    peak_bytes = _peaks(device.astype(np.int64), t0, t1, nbytes.astype(np.int64), num_servers)
-    act = kind == "activation"
-    ones = np.ones(int(act.sum()), dtype=np.int64)
-    peak_stash = _peaks(stage[act].astype(np.int64), t0[act], t1[act], ones, num_stages)
+    alloc, free = graph.column("buffer_alloc"), graph.column("buffer_free")
+    t0, t1, nbytes = start[alloc], end[free], graph.column("buffer_bytes")
+    peak_bytes = _peaks(graph.column("server")[alloc].astype(np.int64), t0, t1, nbytes, num_servers)
+    kinds = graph.buffer_kinds
+    act = graph.column("buffer_kind") == (kinds.index("activation") if "activation" in kinds else -1)
+    stage = graph.column("stage")[alloc[act]].astype(np.int64)
+    peak_stash = _peaks(stage, t0[act], t1[act], np.ones(len(stage), dtype=np.int64), num_stages)
     return peak_bytes, peak_stash
+
+
+#: The ops :func:`staleness` reads, and their codes in its table.
+_STALENESS_OPS = {"U": 0, "F": 1, "S": 2, "T": 3}
+
+
+def _by_op(frame: pd.DataFrame, op: str, column: str) -> np.ndarray:
+    return frame.loc[frame["op"] == _STALENESS_OPS[op], column].to_numpy()
+
+
+def _staleness_rows(trace: pd.DataFrame, seq: np.ndarray) -> pd.DataFrame:
+    """The device rows of U, F, S and T: stage, op code (:data:`_STALENESS_OPS`), step, seq."""
+    ops = trace["op"].array if isinstance(trace["op"].dtype, pd.CategoricalDtype) else pd.Categorical(trace["op"])
+    recode = np.array([_STALENESS_OPS.get(str(name), -1) for name in ops.categories] + [-1], dtype=np.int8)
+    code = recode[ops.codes]  # a missing op (code -1) maps to the last entry, -1
+    wanted = (trace["kind"] == "device").to_numpy() & (code >= 0)
+    return pd.DataFrame({"stage": trace["stage"].to_numpy()[wanted], "op": code[wanted],
+                         "step": trace["step"].to_numpy()[wanted], "seq": np.asarray(seq)[wanted]})
 
 
 def staleness(trace: pd.DataFrame, seq: np.ndarray | None = None) -> tuple[dict[int, int], dict[int, int]]:
@@ -111,33 +137,41 @@ def staleness(trace: pd.DataFrame, seq: np.ndarray | None = None) -> tuple[dict[
     if seq is None:
         seq = np.empty(len(trace), dtype=np.int64)
         seq[np.lexsort((trace["end_ns"].to_numpy(), trace["start_ns"].to_numpy()))] = np.arange(len(trace))
-    frame = trace.assign(seq=seq)
+    stages = np.unique(trace["stage"].to_numpy()[(trace["kind"] == "device").to_numpy()])
     stale, lag = {}, {}
-    for stage, rows in frame[frame["kind"] == "device"].groupby("stage", sort=True):
-        ops = rows["op"].astype(str)
-        ups = rows[ops == "U"].sort_values("seq")
-        order = np.sort(ups["seq"].to_numpy())
-        rank = pd.Series(np.arange(len(ups)), index=ups["step"].to_numpy())  # updates done before each U
-        fwd = rows[(ops == "F") & rows["step"].isin(rank.index)]
-        seen = np.searchsorted(order, fwd["seq"].to_numpy())
-        stale[int(stage)] = int((rank.loc[fwd["step"].to_numpy()].to_numpy() - seen).max()) if len(fwd) else 0
-        targets, synth = rows[ops == "T"], rows[ops == "S"]
-        if len(synth) and len(targets):
-            earlier = np.searchsorted(np.sort(targets["step"].to_numpy()), synth["step"].to_numpy(), side="left")
-            trained = np.searchsorted(np.sort(targets["seq"].to_numpy()), synth["seq"].to_numpy())
+    for stage, rows in _staleness_rows(trace, seq).groupby("stage", sort=True):
+        stale[int(stage)] = _stale(rows)
+        targets_step, synth_step = _by_op(rows, "T", "step"), _by_op(rows, "S", "step")
+        if len(synth_step) and len(targets_step):
+            earlier = np.searchsorted(np.sort(targets_step), synth_step, side="left")
+            trained = np.searchsorted(np.sort(_by_op(rows, "T", "seq")), _by_op(rows, "S", "seq"))
             lag[int(stage)] = int(max(0, (earlier - trained).max()))
-    return stale, lag
+    return {int(s): stale.get(int(s), 0) for s in stages}, lag
+
+
+def _stale(rows: pd.DataFrame) -> int:
+    """Of one stage's rows: the most updates run between a forward and the update of its step."""
+    by_seq = np.argsort(_by_op(rows, "U", "seq"), kind="stable")
+    order, u_step = _by_op(rows, "U", "seq")[by_seq], _by_op(rows, "U", "step")[by_seq]
+    by_step = np.argsort(u_step, kind="stable")  # by_step[i]: updates done before the i-th update by step
+    steps = u_step[by_step]
+    f_step, f_seq = _by_op(rows, "F", "step"), _by_op(rows, "F", "seq")
+    where = np.minimum(np.searchsorted(steps, f_step), max(len(steps) - 1, 0))
+    has = (steps[where] == f_step) if len(steps) else np.zeros(len(f_step), dtype=bool)
+    if not has.any():
+        return 0
+    return int((by_step[where[has]] - np.searchsorted(order, f_seq[has])).max())
 
 
 def summarise(graph: TaskGraph, engine, hw, options, method: dict[str, Any]) -> SimResult:
     """Trace, summary, device and stage tables of a finished run of ``method`` (name and probabilities)."""
-    start, end = np.asarray(engine.start, dtype=np.int64), np.asarray(engine.end, dtype=np.int64)
+    start, end = np.array(engine.start, dtype=np.int64), np.array(engine.end, dtype=np.int64)
     trace = trace_frame(graph, start, end)
     measured = summarize_trace(trace)
     makespan = measured.makespan_ns
     peak_bytes, peak_stash = memory_tables(graph, start, end)
     devices = _device_table(graph, hw, measured, peak_bytes, options.param_copies)
-    stale, lag = staleness(trace, np.asarray(engine.seq))
+    stale, lag = staleness(trace, engine.seq)
     num_stages = len(graph.placement)
     stages = pd.DataFrame({
         "stage": range(num_stages),

@@ -97,8 +97,8 @@ def test_deadlocking_schedule_names_the_stuck_ops(two):
 def test_dependency_cycle_in_a_ready_queue_is_reported_not_dropped(two):
     profile, hw = two
     graph = build_graph(profile, hw, get_method("dni", "sim"), SimOptions(steps=1))
-    first_forward = graph.op.index("F")
-    graph.deps[first_forward] += (len(graph.op) - 1,)  # F of stage 0 now waits for the last op
+    first_forward = list(graph.op).index("F")
+    graph.add_deps(first_forward, len(graph) - 1)  # F of stage 0 now waits for the last op
     with pytest.raises(SimError, match=r"ops never ran .*\n.*stuck ops: 0F0@0"):
         Engine(graph, graph.durations(0)).run()
 
