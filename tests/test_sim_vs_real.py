@@ -88,13 +88,8 @@ def test_contention_processor_sharing_is_exact():
     env = simpy.Environment()
     cores = _SharedCores(env, lambda n: [1.0, 2.0][min(n, 2) - 1])
     ends = {}
-
-    def op(name, work):
-        yield cores.hold(work)
-        ends[name] = env.now
-
-    env.process(op("a", 1000))
-    env.process(op("b", 3000))
+    for name, work in (("a", 1000), ("b", 3000)):
+        cores.hold(work, lambda _event, name=name: ends.__setitem__(name, env.now))
     env.run()
     assert ends == {"a": 2000, "b": 4000}
 
