@@ -43,7 +43,8 @@ def label(graph: TaskGraph, task: int) -> str:
 
 
 class Engine:
-    """Runs a :class:`TaskGraph` once; ``start``/``end`` (int64 arrays) hold each task's times after :meth:`run`."""
+    """Runs a :class:`TaskGraph` once; ``start``/``end`` (int64 arrays) hold each task's times after :meth:`run`
+    (and ``seq`` the order ops started in); the run's own state is dropped when it ends."""
 
     def __init__(self, graph: TaskGraph, durations) -> None:
         graph.freeze()
@@ -57,7 +58,7 @@ class Engine:
         self.end = array("q", [-1]) * n
         self.started = array("q")  # tasks in the order they started (breaks time ties)
         self.offsets, self.users = graph.users()
-        self.waiting = array("q", np.diff(as_numpy(graph.dep_end), prepend=0).tobytes())
+        self.waiting = array("i", np.diff(graph.column("dep_end"), prepend=0).astype(np.int32).tobytes())
         self.cores = _SharedCores(self.env, graph.hardware.contention_factor) if graph.hardware.contention else None
         self._ready: list = []  # each server's ready(task), filled below
         self.finish = self._finisher()
@@ -140,6 +141,9 @@ class Engine:
             self.end = array("q", np.where(start >= 0, start + as_numpy(self.duration), -1).tobytes())
         if (as_numpy(self.end) < 0).any():
             raise SimError(self._stuck_message())
+        # what only the run needed goes (at ten million ops, several hundred MB the summary can use)
+        self.servers, self.finish, self._ready = [], None, []
+        self.users = self.offsets = self.waiting = None
         return self
 
     def _stuck_message(self, limit: int = 8) -> str:

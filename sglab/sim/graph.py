@@ -9,7 +9,10 @@ passes turn a compute schedule into one with sends and receives. The engine
 Tasks are typed columns indexed by task id rather than objects (``array`` of machine integers,
 ops as small codes into :attr:`TaskGraph.op_names`, dependencies as one flat array with an end
 offset per task), so that ten million ops take a few hundred MB and every column reads as a
-numpy array without a copy (:meth:`TaskGraph.column`).
+numpy array without a copy (:meth:`TaskGraph.column`). Building is the hot path, so a new task
+is only its step, microbatch and *kind* (stage, op, server and duration, which few tasks do not
+share) appended to a Python list; the pending tasks move to the arrays every :data:`CHUNK` tasks
+and whenever a column is read.
 """
 
 from __future__ import annotations
@@ -27,15 +30,54 @@ from sglab.sim.hardware import Hardware
 
 #: Producer ops whose output crosses an interface, and the transfer op that carries it.
 _TRANSFER_OP = {"F": "SEND_F", "B": "SEND_B", "I": "SEND_B"}
-#: numpy dtype of each ``array`` typecode the graph uses.
-_DTYPES = {"q": np.int64, "i": np.int32, "B": np.uint8}
+#: The task columns and their numpy dtypes.
+COLUMNS = {"step": np.int32, "stage": np.int32, "op_code": np.uint8, "micro": np.int32, "server": np.int32,
+           "duration": np.int64, "dep_flat": np.int64, "dep_end": np.int64}
+_TYPECODES = {np.int64: "q", np.int32: "i", np.uint8: "B"}
+#: Tasks held in Python lists before they move to the arrays.
+CHUNK = 1 << 14
+
+
+class _Frozen:
+    """Stands in for the pending lists and the transfer memo of a frozen graph: adding refuses clearly."""
+
+    def __len__(self) -> int:
+        return 0
+
+    def _refuse(self, *_args) -> None:
+        raise SimError("the task graph is frozen (an engine has run it): build a new graph to add ops")
+
+    extend = append = get = _refuse
+
+
+_FROZEN = _Frozen()
 
 
 def as_numpy(values: array) -> np.ndarray:
-    """A read-only numpy view of an ``array`` column (no copy)."""
-    view = np.frombuffer(values, dtype=_DTYPES[values.typecode]) if len(values) else np.empty(0, _DTYPES[values.typecode])
+    """A read-only numpy view of an ``array`` (no copy)."""
+    dtype = next(d for d, code in _TYPECODES.items() if code == values.typecode)
+    view = np.frombuffer(values, dtype=dtype) if len(values) else np.empty(0, dtype=dtype)
     view.flags.writeable = False
     return view
+
+
+def _int64(values: list, where) -> np.ndarray:
+    """``values`` as int64 (floats and other objects refused, not truncated); ``where(i)`` names entry ``i``."""
+    packed = array("q")
+    try:
+        packed.fromlist(values)
+    except (TypeError, OverflowError) as err:
+        bad = next(i for i, v in enumerate(values) if not _is_int64(v))
+        raise SimError(f"{where(bad)} is {values[bad]!r}, not an int64 integer ({err})") from None
+    return as_numpy(packed)
+
+
+def _is_int64(value) -> bool:
+    try:
+        array("q", [value])
+    except (TypeError, OverflowError):
+        return False
+    return True
 
 
 @dataclass
@@ -60,7 +102,7 @@ class OpNames(Sequence):
         self._graph = graph
 
     def __len__(self) -> int:
-        return len(self._graph.op_code)
+        return len(self._graph)
 
     def __getitem__(self, task: int) -> str:
         return self._graph.op_names[self._graph.op_code[task]]
@@ -73,7 +115,7 @@ class Dependencies(Sequence):
         self._graph = graph
 
     def __len__(self) -> int:
-        return len(self._graph.dep_end)
+        return len(self._graph)
 
     def __getitem__(self, task: int) -> tuple[int, ...]:
         g = self._graph
@@ -82,14 +124,21 @@ class Dependencies(Sequence):
         return tuple(g.dep_flat[first:ends[task]]) + tuple(g.extra_deps.get(task, ()))
 
 
+def _column(name: str) -> property:
+    """A task column, read after moving every pending task to the arrays."""
+    return property(lambda self: self._flushed()._columns[name], doc=f"The ``{name}`` of each task (an ``array``).")
+
+
 class TaskGraph:
     """Ops of one run on one machine; built by a builder, run by the engine.
 
-    Columns (one entry per task): ``step``, ``stage``, ``micro``, ``server`` (int32),
-    ``duration`` (int64 ns), ``op_code`` (uint8 into ``op_names``; ``op`` reads names).
-    Dependencies: task ``t`` waits for ``dep_flat[dep_end[t-1]:dep_end[t]]`` and for
+    Columns (one ``array`` entry per task, :data:`COLUMNS`): ``step``, ``stage``, ``micro``,
+    ``server`` (int32), ``duration`` (int64 ns), ``op_code`` (uint8 into ``op_names``; ``op``
+    reads names). Task ``t`` waits for ``dep_flat[dep_end[t-1]:dep_end[t]]`` and for
     ``extra_deps[t]`` (added later by :meth:`add_deps`, merged by :meth:`freeze`).
     """
+
+    step, stage, op_code, micro, server, duration, dep_flat, dep_end = (_column(name) for name in COLUMNS)
 
     def __init__(self, profile: CostProfile, hardware: Hardware, placement: list[int], costs: CostModel,
                  method: str, device_policy: str) -> None:
@@ -97,24 +146,28 @@ class TaskGraph:
         self.costs, self.method = costs, method
         self.servers = [Server(d.name, "device", device_policy) for d in hardware.devices]
         self._server_ids = {s.name: i for i, s in enumerate(self.servers)}
-        self.step, self.stage, self.micro, self.server = array("i"), array("i"), array("i"), array("i")
-        self.duration, self.op_code = array("q"), array("B")
+        self._columns = {name: array(_TYPECODES[dtype]) for name, dtype in COLUMNS.items()}
+        self._rows: list[int] = []  # pending tasks: step, micro, kind, end of its deps in _flat
+        self._flat: list[int] = []  # their dependencies
+        self._base = 0  # id of the first pending task
+        self._kinds: dict[tuple[int, int, int, int], int] = {}  # (stage, op code, server, ns) → kind
+        self._kind_rows: list[tuple[int, int, int, int]] = []
         self.op_names: list[str] = []
         self._op_codes: dict[str, int] = {}
-        self.dep_flat, self.dep_end = array("q"), array("q")
         self.extra_deps: dict[int, list[int]] = {}
         self.op, self.deps = OpNames(self), Dependencies(self)
-        #: Memory held from ``alloc``'s start to ``free``'s end: task columns, bytes and kind code.
-        self.buffer_alloc, self.buffer_free, self.buffer_bytes, self.buffer_kind = (array("q"), array("q"),
-                                                                                    array("q"), array("B"))
+        #: Memory held from ``alloc``'s start to ``free``'s end (pending: alloc, free, bytes, kind code).
+        self._buffer_columns = {name: array("q") for name in ("buffer_alloc", "buffer_free", "buffer_bytes",
+                                                              "buffer_kind")}
+        self._buffers: list[int] = []
         self.buffer_kinds: list[str] = []
         self._buffer_codes: dict[str, int] = {}
         self._transfers: dict[int, int] = {}  # producer << 32 | destination → last hop
-        self._routes: dict[tuple, tuple] = {}  # (stage, transfer op, src, dst) → (post, ((link, ns), ...))
-        self._op_ns: dict[tuple[int, str, int], tuple[int, int]] = {}  # (stage, op, device) → (ns, op code)
+        self._routes: dict[int, tuple] = {}  # producer kind << 32 | destination → (post, hop kinds) or ()
+        self._op_kind: dict[tuple[int, str, int], int] = {}  # (stage, op, device) → kind
 
     def __len__(self) -> int:
-        return len(self.dep_end)
+        return self._base + (len(self._rows) >> 2)
 
     def _code(self, op: str) -> int:
         code = self._op_codes.get(op)
@@ -125,38 +178,81 @@ class TaskGraph:
             self.op_names.append(op)
         return code
 
-    def _add(self, step: int, stage: int, code: int, micro: int, server: int, duration: int, deps) -> int:
-        flat, task = self.dep_flat, len(self.dep_end)
-        try:
-            flat.extend(deps)
-            self.step.append(step)
-            self.stage.append(stage)
-            self.op_code.append(code)
-            self.micro.append(micro)
-            self.server.append(server)
-            self.duration.append(duration)
-        except (TypeError, OverflowError) as err:
-            self._truncate(task)
-            raise SimError(f"task {task} ({self.op_names[code]} of stage {stage}, step {step}): {err} "
-                           f"(step, stage, micro, device: int32; duration: int64 ns; deps: task ids)") from None
-        self.dep_end.append(len(flat))
+    def _kind(self, stage: int, code: int, server: int, duration: int) -> int:
+        """The kind of a task: its stage, op code, server and duration, each checked once here."""
+        key = (stage, code, server, duration)
+        kind = self._kinds.get(key)
+        if kind is None:
+            for name, value in (("stage", stage), ("server", server), ("duration", duration)):
+                info = np.iinfo(COLUMNS[name])
+                if not _is_int64(value) or not info.min <= value <= info.max:
+                    raise SimError(f"{self.op_names[code]} of stage {stage}: {name} {value!r} is not an integer "
+                                   f"in {info.min}..{info.max}")
+            kind = self._kinds[key] = len(self._kind_rows)
+            self._kind_rows.append(key)
+        return kind
+
+    def _add(self, step: int, micro: int, kind: int, deps) -> int:
+        flat, rows = self._flat, self._rows
+        flat.extend(deps)
+        rows.extend((step, micro, kind, len(flat)))
+        entries = len(rows)
+        task = self._base + (entries >> 2) - 1
+        if entries >= CHUNK << 2:
+            self._flush()
         return task
 
-    def _truncate(self, tasks: int) -> None:
-        """Drop what a failed :meth:`_add` appended: every column back to ``tasks`` entries."""
-        del self.dep_flat[self.dep_end[tasks - 1] if tasks else 0:]
-        for column in (self.step, self.stage, self.op_code, self.micro, self.server, self.duration):
-            del column[tasks:]
+    def _flushed(self) -> TaskGraph:
+        if self._rows:
+            self._flush()
+        return self
+
+    def _flush(self) -> None:
+        """Move the pending tasks to the arrays; :class:`SimError` names a value that does not fit."""
+        rows, flat, columns, base = self._rows, self._flat, self._columns, self._base
+        fields = ("step", "microbatch", "kind", "end")
+        table = _int64(rows, lambda i: f"task {base + i // 4}'s {fields[i % 4]}").reshape(-1, 4)
+        ends = table[:, 3]
+        deps = _int64(flat, lambda i: f"a dependency of task {base + int(np.searchsorted(ends, i, side='right'))}")
+        for name, values in (("step", table[:, 0]), ("micro", table[:, 1])):
+            info = np.iinfo(np.int32)
+            wrong = np.flatnonzero((values < info.min) | (values > info.max))
+            if len(wrong):
+                raise SimError(f"task {base + int(wrong[0])} has {name} {int(values[wrong[0]])}, not an int32")
+        kinds = np.asarray(self._kind_rows, dtype=np.int64).reshape(-1, 4)[table[:, 2]]
+        for name, values in (("step", table[:, 0]), ("stage", kinds[:, 0]), ("op_code", kinds[:, 1]),
+                             ("micro", table[:, 1]), ("server", kinds[:, 2]), ("duration", kinds[:, 3]),
+                             ("dep_end", ends + len(columns["dep_flat"])), ("dep_flat", deps)):
+            columns[name].frombytes(values.astype(COLUMNS[name]).tobytes())
+        self._base += len(table)
+        rows.clear()
+        flat.clear()
+
+    def _lengthen(self, task: int, ns: int) -> None:
+        """Add ``ns`` to a task's duration, pending or not."""
+        i = (task - self._base) << 2
+        if i >= 0:
+            stage, code, server, duration = self._kind_rows[self._rows[i + 2]]
+            self._rows[i + 2] = self._kind(stage, code, server, duration + ns)
+        else:
+            self._columns["duration"][task] += ns
 
     def compute(self, step: int, stage: int, op: str, micro: int = 0, deps=(), device: int | None = None) -> int:
         """Add ``op`` of ``stage`` (on its placed device unless ``device`` is given); returns its id."""
         device = self.placement[stage] if device is None else device
         key = (stage, op, device)
-        hit = self._op_ns.get(key)
-        if hit is None:
-            cost = self.costs.cost(self.profile.stages[stage], op, self.method)
-            hit = self._op_ns[key] = (self.hardware.devices[device].compute_ns(cost), self._code(op))
-        return self._add(step, stage, hit[1], micro, device, hit[0], deps)
+        kind = self._op_kind.get(key)
+        if kind is None:
+            ns = self.hardware.devices[device].compute_ns(self.costs.cost(self.profile.stages[stage], op, self.method))
+            kind = self._op_kind[key] = self._kind(stage, self._code(op), device, ns)
+        flat, rows = self._flat, self._rows  # _add, inlined: building is the simulator's hot path
+        flat.extend(deps)
+        rows.extend((step, micro, kind, len(flat)))
+        entries = len(rows)
+        task = self._base + (entries >> 2) - 1
+        if entries >= CHUNK << 2:
+            self._flush()
+        return task
 
     def data(self, producer: int, consumer_stage: int, device: int | None = None) -> int:
         """What an op of ``consumer_stage`` must wait for to have ``producer``'s output.
@@ -165,44 +261,61 @@ class TaskGraph:
         added once per (producer, destination) however many ops read it. Ops whose output is
         not an activation or a gradient (a control dependency) cost no transfer.
         """
-        src = self.server[producer]
         dst = self.placement[consumer_stage] if device is None else device
-        transfer_op = _TRANSFER_OP.get(self.op_names[self.op_code[producer]])
-        if src == dst or transfer_op is None:
+        rows, i = self._rows, (producer - self._base) << 2
+        if i >= 0:
+            step, micro, kind = rows[i], rows[i + 1], rows[i + 2]
+        else:
+            step, micro, kind = self._flushed_task(producer)
+        route = self._routes.get(kind << 32 | dst)
+        if route is None:
+            route = self._routes[kind << 32 | dst] = self._route(kind, dst)
+        if not route:
             return producer
         key = producer << 32 | dst
-        hit = self._transfers.get(key)
-        if hit is not None:
-            return hit
-        stage = self.stage[producer]
-        post, hops = self._route(stage, transfer_op, src, dst)
-        self.duration[producer] += post  # the sender posts the message before its device is free
-        last, step, micro, code = producer, self.step[producer], self.micro[producer], self._code(transfer_op)
-        for link, duration in hops:
-            last = self._add(step, stage, code, micro, link, duration, (last,))
+        last = self._transfers.get(key)
+        if last is not None:
+            return last
+        post, hops = route
+        if post:
+            self._lengthen(producer, post)  # the sender posts the message before its device is free
+        last, flat = producer, self._flat
+        for kind in hops:  # _add, inlined
+            flat.append(last)
+            rows.extend((step, micro, kind, len(flat)))
+            last = self._base + (len(rows) >> 2) - 1
+            if len(rows) >= CHUNK << 2:
+                self._flush()
         self._transfers[key] = last
         return last
 
-    def _route(self, stage: int, transfer_op: str, src: int, dst: int) -> tuple[int, tuple[tuple[int, int], ...]]:
-        """The sender's posting time and each hop's (link server, duration) of one message."""
-        key = (stage, transfer_op, src, dst)
-        hit = self._routes.get(key)
-        if hit is None:
-            interface = self.profile.stages[stage] if transfer_op == "SEND_F" else self.profile.stages[stage - 1]
-            nbytes = interface.activation_bytes if transfer_op == "SEND_F" else interface.gradient_bytes
-            route = self.hardware.route(src, dst)
-            post = route[0][1].sender_ns(nbytes) if route else 0
-            hops = tuple((self._link(name), spec.transfer_ns(nbytes) - (post if hop == 0 else 0))
-                         for hop, (name, spec) in enumerate(route))
-            hit = self._routes[key] = (post, hops)
-        return hit
+    def _flushed_task(self, task: int) -> tuple[int, int, int]:
+        """``(step, micro, kind)`` of a task already in the arrays."""
+        c = self._columns
+        kind = self._kind(c["stage"][task], c["op_code"][task], c["server"][task], c["duration"][task])
+        return c["step"][task], c["micro"][task], kind
+
+    def _route(self, kind: int, dst: int) -> tuple[int, tuple[int, ...]] | tuple[()]:
+        """How an output of a task of ``kind`` reaches device ``dst``: the sender's posting time and
+        the kind (link and duration) of each hop; ``()`` if it needs no transfer."""
+        stage, code, src, _ = self._kind_rows[kind]
+        transfer_op = _TRANSFER_OP.get(self.op_names[code])
+        if src == dst or transfer_op is None:
+            return ()
+        interface = self.profile.stages[stage] if transfer_op == "SEND_F" else self.profile.stages[stage - 1]
+        nbytes = interface.activation_bytes if transfer_op == "SEND_F" else interface.gradient_bytes
+        route = self.hardware.route(src, dst)
+        post = route[0][1].sender_ns(nbytes) if route else 0
+        code = self._code(transfer_op)
+        return post, tuple(self._kind(stage, code, self._link(name), spec.transfer_ns(nbytes) - (post if hop == 0 else 0))
+                           for hop, (name, spec) in enumerate(route))
 
     def hop(self, step: int, stage: int, op: str, micro: int, link: str, duration: int, deps=()) -> int:
         """Add a transfer op of ``duration`` ns on the link resource named ``link``; returns its id.
 
         For collectives (data parallelism's all-reduce) whose messages are not one producer's output.
         """
-        return self._add(step, stage, self._code(op), micro, self._link(link), duration, deps)
+        return self._add(step, micro, self._kind(stage, self._code(op), self._link(link), duration), deps)
 
     def add_deps(self, task: int, *deps: int) -> None:
         """Make ``task`` also wait for ``deps`` (tasks created before or after it)."""
@@ -211,44 +324,53 @@ class TaskGraph:
         self.extra_deps.setdefault(task, []).extend(deps)
 
     def freeze(self) -> None:
-        """Merge :meth:`add_deps`'s dependencies into the flat arrays and check every id (the engine calls it)."""
-        n = len(self)
+        """Move every task to the arrays, merge :meth:`add_deps`'s dependencies and check every id.
+
+        The engine calls it. A frozen graph takes no new ops (its transfer memo is dropped, which
+        at ten million ops is a few hundred MB); :meth:`add_deps` still works.
+        """
+        self._flushed()._flush_buffers()
+        self._rows = self._flat = self._buffers = self._transfers = _FROZEN
+        n, columns = len(self), self._columns
         if self.extra_deps:
-            ends = as_numpy(self.dep_end)
-            owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends, prepend=0))
             added = sorted(self.extra_deps.items())
-            extra_owner = np.repeat([t for t, _ in added], [len(d) for _, d in added]).astype(np.int64)
-            extra = np.fromiter((d for _, deps in added for d in deps), dtype=np.int64, count=len(extra_owner))
-            owners = np.concatenate([owner, extra_owner])
+            extra = _int64([d for _, deps in added for d in deps], lambda i: "a dependency given to add_deps")
+            owners = np.concatenate([np.repeat(np.arange(n, dtype=np.int64), np.diff(self.column("dep_end"),
+                                                                                     prepend=0)),
+                                     np.repeat([t for t, _ in added], [len(d) for _, d in added]).astype(np.int64)])
             order = np.argsort(owners, kind="stable")  # a task's own deps first, then the added ones in order
-            flat = np.concatenate([as_numpy(self.dep_flat), extra])[order]
-            self.dep_flat, self.dep_end = array("q", flat.tobytes()), array("q", np.cumsum(np.bincount(
-                owners, minlength=n)).astype(np.int64).tobytes())
+            columns["dep_flat"] = array("q", np.concatenate([self.column("dep_flat"), extra])[order].tobytes())
+            columns["dep_end"] = array("q", np.cumsum(np.bincount(owners, minlength=n)).astype(np.int64).tobytes())
             self.extra_deps = {}
-        flat = as_numpy(self.dep_flat)
+        flat = self.column("dep_flat")
         bad = np.flatnonzero((flat < 0) | (flat >= n))
         if len(bad):
-            task = int(np.searchsorted(as_numpy(self.dep_end), bad[0], side="right"))
+            task = int(np.searchsorted(self.column("dep_end"), bad[0], side="right"))
             raise SimError(f"task {task} waits for task {int(flat[bad[0]])}, which is not in the graph ({n} tasks)")
 
     def users(self) -> tuple[array, array]:
         """The ops waiting for each op, as CSR: op ``t``'s users are ``users[offsets[t]:offsets[t + 1]]``
         in task order (an op listed twice as a dependency is a user twice). Call after :meth:`freeze`."""
         n = len(self)
-        flat, ends = as_numpy(self.dep_flat), as_numpy(self.dep_end)
-        owners = np.repeat(np.arange(n, dtype=np.int64), np.diff(ends, prepend=0))
+        flat = self.column("dep_flat")
+        small = max(n, len(flat)) < 2**31  # then int32 ids and offsets: half the memory
+        dtype, code = (np.int32, "i") if small else (np.int64, "q")
+        owners = np.repeat(np.arange(n, dtype=dtype), np.diff(self.column("dep_end"), prepend=0))
         users = owners[np.argsort(flat, kind="stable")]
-        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets = np.zeros(n + 1, dtype=dtype)
         np.cumsum(np.bincount(flat, minlength=n), out=offsets[1:])
-        return array("q", offsets.tobytes()), array("q", users.tobytes())
+        return array(code, offsets.tobytes()), array(code, users.tobytes())
 
     def column(self, name: str) -> np.ndarray:
-        """A task column (``step``, ``stage``, ``micro``, ``server``, ``duration``, ``op_code``) as numpy, no copy."""
-        return as_numpy(getattr(self, name))
+        """A column as read-only numpy, no copy: a task column (:data:`COLUMNS`) or a buffer column
+        (``buffer_alloc``, ``buffer_free``, ``buffer_bytes``, ``buffer_kind`` into ``buffer_kinds``)."""
+        if name.startswith("buffer_"):
+            return as_numpy(self._flush_buffers()[name])
+        return as_numpy(self._flushed()._columns[name])
 
     def stage_ops(self, stage: int) -> set[str]:
         """The compute ops this run gives ``stage`` (from the costs looked up while building)."""
-        return {op for (s, op, _) in self._op_ns if s == stage}
+        return {op for (s, op, _) in self._op_kind if s == stage}
 
     def _link(self, name: str) -> int:
         server = self._server_ids.get(name)
@@ -263,10 +385,21 @@ class TaskGraph:
         if code is None:
             code = self._buffer_codes[kind] = len(self.buffer_kinds)
             self.buffer_kinds.append(kind)
-        self.buffer_alloc.append(alloc)
-        self.buffer_free.append(free)
-        self.buffer_bytes.append(nbytes)
-        self.buffer_kind.append(code)
+        pending = self._buffers
+        pending.extend((alloc, free, nbytes, code))
+        if len(pending) >= CHUNK << 2:
+            self._flush_buffers()
+
+    def _flush_buffers(self) -> dict[str, array]:
+        """Move the pending buffers to their arrays; returns the buffer columns."""
+        pending, columns = self._buffers, self._buffer_columns
+        if pending:
+            first = len(columns["buffer_alloc"])
+            table = _int64(pending, lambda i: f"buffer {first + i // 4}'s {('alloc', 'free', 'nbytes')[i % 4]}")
+            for k, name in enumerate(("buffer_alloc", "buffer_free", "buffer_bytes", "buffer_kind")):
+                columns[name].frombytes(table[k::4].tobytes())
+            pending.clear()
+        return columns
 
     def set_order(self, device: int, order: Sequence[int]) -> None:
         """The op sequence of a ``static`` device (kept as an int64 ``array``)."""
