@@ -162,7 +162,10 @@ class TaskGraph:
         self._buffers: list[int] = []
         self.buffer_kinds: list[str] = []
         self._buffer_codes: dict[str, int] = {}
-        self._transfers: dict[int, int] = {}  # producer << 32 | destination → last hop
+        # transfers made, producer << 32 | destination → last hop: the recent ones in a dict, the
+        # older ones (moved at each flush) as sorted keys and values, which take 16 bytes each
+        self._transfers: dict[int, int] = {}
+        self._old_keys, self._old_hops = array("q"), array("q")
         self._routes: dict[int, tuple] = {}  # producer kind << 32 | destination → (post, hop kinds) or ()
         self._op_kind: dict[tuple[int, str, int], int] = {}  # (stage, op, device) → kind
 
@@ -227,6 +230,31 @@ class TaskGraph:
         self._base += len(table)
         rows.clear()
         flat.clear()
+        self._age_transfers()
+
+    def _age_transfers(self) -> None:
+        """Move the memo of transfers from the dict to the sorted arrays."""
+        if not self._transfers:
+            return
+        keys = np.fromiter(self._transfers, dtype=np.int64, count=len(self._transfers))
+        hops = np.fromiter(self._transfers.values(), dtype=np.int64, count=len(keys))
+        order = np.argsort(keys)
+        keys, hops = keys[order], hops[order]
+        if len(self._old_keys) and keys[0] < self._old_keys[-1]:  # an old producer sent again: merge
+            keys, hops = np.concatenate([as_numpy(self._old_keys), keys]), np.concatenate([as_numpy(self._old_hops),
+                                                                                          hops])
+            order = np.argsort(keys, kind="stable")
+            keys, hops = keys[order], hops[order]
+            self._old_keys, self._old_hops = array("q"), array("q")
+        self._old_keys.frombytes(keys.tobytes())
+        self._old_hops.frombytes(hops.tobytes())
+        self._transfers.clear()
+
+    def _old_transfer(self, key: int) -> int | None:
+        """The last hop of a transfer made before the last flush, if any."""
+        keys = as_numpy(self._old_keys)
+        at = int(np.searchsorted(keys, key))
+        return self._old_hops[at] if at < len(keys) and keys[at] == key else None
 
     def _lengthen(self, task: int, ns: int) -> None:
         """Add ``ns`` to a task's duration, pending or not."""
@@ -274,6 +302,8 @@ class TaskGraph:
             return producer
         key = producer << 32 | dst
         last = self._transfers.get(key)
+        if last is None and producer < self._base:
+            last = self._old_transfer(key)
         if last is not None:
             return last
         post, hops = route
@@ -331,6 +361,7 @@ class TaskGraph:
         """
         self._flushed()._flush_buffers()
         self._rows = self._flat = self._buffers = self._transfers = _FROZEN
+        self._old_keys = self._old_hops = array("q")
         n, columns = len(self), self._columns
         if self.extra_deps:
             added = sorted(self.extra_deps.items())
