@@ -71,3 +71,16 @@ def test_malformed_traces_name_the_column():
         summarize_trace(frame)
     with pytest.raises(TraceError, match="must hold integers"):
         summarize_trace(make_trace(**good, source="measured").assign(start_ns=np.array([0.5])))
+
+
+def test_categorical_columns_pass_through_and_are_checked():
+    rows = dict(stage=[0, 0], op=pd.Categorical(["F", "SEND_F"]), step=[0, 0], microbatch=[0, 0],
+                device=pd.Categorical(["cpu", "cpu->gpu"]), start_ns=[0, 5], end_ns=[5, 9])
+    trace = make_trace(**rows, kind=pd.Categorical.from_codes([0, 1], categories=["device", "link"]), source="simulated")
+    assert trace["kind"].astype(str).tolist() == ["device", "link"]
+    assert list(trace["kind"].cat.categories) == ["device", "link"]
+    assert trace["source"].astype(str).tolist() == ["simulated", "simulated"]
+    assert list(trace["source"].cat.categories) == ["measured", "simulated"]
+    assert trace["op"].astype(str).tolist() == ["F", "SEND_F"]
+    with pytest.raises(TraceError, match=r"'kind' holds \['wire'\]; allowed: device, link"):
+        make_trace(**rows, kind=pd.Categorical(["device", "wire"]), source="simulated")
