@@ -434,7 +434,23 @@ class TaskGraph:
 
     def set_order(self, device: int, order: Sequence[int]) -> None:
         """The op sequence of a ``static`` device (kept as an int64 ``array``)."""
-        self.servers[device].order = array("q", order)
+        self.servers[device].order = array("q", order) if isinstance(order, (list, tuple, array)) else \
+            array("q", np.asarray(order, dtype=np.int64).tobytes())
+
+    def extend(self, tasks: dict[str, np.ndarray], buffers: dict[str, np.ndarray]) -> None:
+        """Append whole columns of tasks (every name of :data:`COLUMNS`; ``dep_end`` absolute) and
+        of buffers, as :mod:`sglab.sim.periodic` copies steps. The transfer memo is not extended:
+        :meth:`data` on an appended task adds its transfer anew."""
+        self._flushed()._flush_buffers()
+        for name in ("step", "micro"):
+            values, info = tasks[name], np.iinfo(COLUMNS[name])
+            if len(values) and (values.min() < info.min or values.max() > info.max):
+                raise SimError(f"extend: a {name} outside {info.min}..{info.max}")
+        for name, dtype in COLUMNS.items():
+            self._columns[name].frombytes(np.ascontiguousarray(tasks[name], dtype=dtype).tobytes())
+        for name, values in buffers.items():
+            self._buffer_columns[name].frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+        self._base = len(self._columns["step"])
 
     def durations(self, seed: int) -> array:
         """Durations (int64 ``array``) after each device's slowdown factors, drawn from ``seed`` (deterministic)."""

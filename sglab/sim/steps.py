@@ -24,6 +24,7 @@ from sglab.methods import CrossStepEdge, Graph, Method, topological_order
 from sglab.ops import Action
 from sglab.sim.graph import TaskGraph
 from sglab.sim.options import SimOptions
+from sglab.sim.periodic import repeat_step
 
 #: Memory a stage holds between two of its ops: (allocated at, freed after, kind). A split
 #: backward holds the stage's input until its W, which needs it for the weight gradients.
@@ -70,35 +71,61 @@ def _compile(graph: Graph, edges: list[CrossStepEdge]) -> tuple[list, list, dict
     return plan, buffers, pos
 
 
+def _prepare(compiled: tuple, latest: dict, g: TaskGraph, orders: dict, static: bool) -> tuple:
+    """A compiled step with what the build loop looks up per op resolved once: each cross-step
+    producer's list of latest tasks, each op's device order (static policies), each stash's bytes."""
+    plan, buffers, pos = compiled
+    activation = [s.activation_bytes for s in g.profile.stages]
+    ops = [(stage, op, deps, tuple((latest[producer], lag) for producer, lag in across),
+            orders.setdefault(g.placement[stage], []) if static else None) for stage, op, deps, across in plan]
+    sized = [(activation[plan[alloc][0]], alloc, free, kind) for alloc, free, kind in buffers]
+    tracked = [(seen, pos.get(producer)) for producer, seen in latest.items()]
+    return ops, sized, tracked
+
+
 def build_steps(g: TaskGraph, method: Method, options: SimOptions) -> None:
-    """Add ``options.steps`` steps of ``method`` to ``g`` (static device orders where the method's policy is static)."""
+    """Add ``options.steps`` steps of ``method`` to ``g`` (static device orders where the method's policy is static).
+
+    Where every step draws the same ops (no stochastic updates or unlocking), the steps after the
+    cross-step edges' longest lag are alike, so the rest of the run is copied from the last built
+    step (:func:`~sglab.sim.periodic.repeat_step`, which checks the copy first).
+    """
     num_stages = len(g.placement)
     edges = method.cross_step_edges(num_stages, options.max_ahead)
     static = method.policy == "static"
-    activation = [s.activation_bytes for s in g.profile.stages]
     # per cross-step producer, the latest task of it at or before each step (a stage that skips
     # an update keeps the weights of its last one)
     latest: dict[Action, list[int | None]] = {edge.producer: [] for edge in edges}
     plans: dict[tuple, tuple] = {}
     orders: dict[int, list[int]] = {}
-    for step, (active, locked) in enumerate(_draws(method, num_stages, options)):
-        if (active, locked) not in plans:
-            plans[active, locked] = _compile(method.step_graph(num_stages, active, locked), edges)
-        plan, buffers, pos = plans[active, locked]
-        ids = [0] * len(plan)
-        for n, (stage, op, deps, across) in enumerate(plan):
-            waits = [g.data(ids[p], stage) if crosses else ids[p] for p, crosses in deps]
-            for producer, lag in across:
-                earlier = latest[producer][step - lag] if step >= lag else None
-                if earlier is not None:
-                    waits.append(earlier)
-            ids[n] = g.compute(step, stage, op, 0, waits)
-            if static:
-                orders.setdefault(g.placement[stage], []).append(ids[n])
-        for alloc, free, kind in buffers:
-            g.buffer(activation[plan[alloc][0]], ids[alloc], ids[free], kind)
-        for producer, seen in latest.items():
-            n = pos.get(producer)
-            seen.append(ids[n] if n is not None else (seen[-1] if seen else None))
+    alike = isinstance(g, TaskGraph) and method.update_prob >= 1 and method.unlock_prob >= 1
+    copy_after = max((edge.lag for edge in edges), default=0) + 1 if alike else options.steps
+    start = 0
+    for step, draw in enumerate(_draws(method, num_stages, options)):
+        previous, start = start, len(g) if alike else 0
+        if draw not in plans:
+            plans[draw] = _prepare(_compile(method.step_graph(num_stages, *draw), edges), latest, g, orders, static)
+        _add_step(g, step, *plans[draw])
+        left = options.steps - step - 1
+        if step == copy_after and left and repeat_step(g, previous, start, left, orders):
+            break
     for device, order in orders.items():
         g.set_order(device, order)
+
+
+def _add_step(g: TaskGraph, step: int, plan: list, buffers: list, tracked: list) -> None:
+    """Add one step's ops, stashes and latest cross-step producers."""
+    ids = [0] * len(plan)
+    for n, (stage, op, deps, across, order) in enumerate(plan):
+        waits = [g.data(ids[p], stage) if crosses else ids[p] for p, crosses in deps]
+        for seen, lag in across:
+            earlier = seen[step - lag] if step >= lag else None
+            if earlier is not None:
+                waits.append(earlier)
+        ids[n] = g.compute(step, stage, op, 0, waits)
+        if order is not None:
+            order.append(ids[n])
+    for nbytes, alloc, free, kind in buffers:
+        g.buffer(nbytes, ids[alloc], ids[free], kind)
+    for seen, n in tracked:
+        seen.append(ids[n] if n is not None else (seen[-1] if seen else None))
