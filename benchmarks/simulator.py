@@ -4,25 +4,34 @@
 
 1. **Rate vs SimPy**: simulated ops per second of the engine (``Engine.run``) on DNI task graphs,
    next to a bare loop of ``simpy.Resource`` request / timeout / release doing the same number
-   of ops (goal: the engine at least 0.5× the bare loop).
+   of ops (goal: the engine at least 1.5× the bare loop).
 2. **Scaling** from 1e3 to 1e6 ops (goal: a flat rate): graph building, engine and the whole
    ``simulate`` call (graph + engine + trace + summary) timed separately.
-3. **16 stages × 1,000 steps of DNI**: the wall time of ``simulate`` with and without the
+3. **Whole ``simulate()`` up to 1e7 ops**, each size in a fresh process (``--whole-sizes``),
+   without and with the baseline run (sequential backprop on the same samples): wall time, CPU
+   time and the process's peak RSS (``VmHWM`` of the child, so that sizes do not inherit each
+   other's or the parent's memory; goal at 1e7: under 60 s wall and 4 GB).
+4. **16 stages × 1,000 steps of DNI**: the wall time of ``simulate`` with and without the
    baseline (sequential backprop, ``simulate_baseline``) it runs for the speedup.
 
 Writes ``simulator_benchmark.json`` (provenance, settings, medians and every sample),
-``rates.csv`` (one row per size) and ``rates.png`` into ``--out``. Times are medians of
-``--repeats`` runs (1e6-op sizes: ``--big-repeats``). Each section is timed twice: CPU time of
-this process (``time.process_time``; the rates use it, because a shared machine's other jobs
-inflate wall time but not our CPU time, and the simulator is single-threaded) and wall time
-(``time.perf_counter``, kept in the files as ``*_wall_s``).
+``rates.csv`` (one row per size), ``whole.csv`` (one row per size and baseline) and
+``rates.png`` into ``--out``. Times of 1 and 2 are medians of ``--repeats`` runs (1e6-op sizes:
+``--big-repeats``), timed twice: CPU time of this process (``time.process_time``; the rates use
+it, because a shared machine's other jobs inflate wall time but not our CPU time, and the
+simulator is single-threaded) and wall time (``time.perf_counter``, kept in the files as
+``*_wall_s``). Section 3 runs each case ``--whole-repeats`` times and keeps the median.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +105,43 @@ def timed_simulation(profile: CostProfile, hw, steps: int) -> dict[str, float]:
     return {"ops": len(result.trace), **times}
 
 
+def whole_simulate(size: int, baseline: bool) -> dict:
+    """The whole ``simulate()`` of about ``size`` ops in a fresh process: its wall and CPU seconds and peak RSS."""
+    command = [sys.executable, str(Path(__file__).resolve()), "child", str(size), str(int(baseline))]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: ``VmHWM`` where Linux gives it (``ru_maxrss``
+    would include the parent's peak, which a child keeps across fork and exec), else ``ru_maxrss``."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
+
+
+def _child(size: int, baseline: bool) -> int:
+    """Body of :func:`whole_simulate`'s process: one ``simulate`` call; prints one JSON line."""
+    profile = bench_profile()
+    hw = load_hardware("cluster-ib-hdr").resized(STAGES)
+    steps = max(1, round(size / len(build_graph(profile, hw, get_method("dni", "sim"), SimOptions(steps=1)))))
+    gc.collect()
+    before = _peak_rss_mb()
+    times: dict[str, float] = {}
+    with clock(times, "simulate_s"):
+        result = simulate(profile, hw, "dni", steps=steps, baseline=baseline)
+    peak = _peak_rss_mb()
+    ops = len(result.trace)
+    print(json.dumps({"target_ops": size, "ops": ops, "steps": steps, "baseline": baseline,
+                      "wall_s": times["simulate_wall_s"], "cpu_s": times["simulate_s"],
+                      "ops_per_wall_s": ops / times["simulate_wall_s"], "peak_rss_mb": peak,
+                      "rss_before_mb": before}))
+    return 0
+
+
 def median(samples: list[dict], key: str) -> float:
     """Median of ``key`` over samples."""
     return statistics.median(s[key] for s in samples)
@@ -103,12 +149,17 @@ def median(samples: list[dict], key: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its files."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["child"]:
+        return _child(int(float(argv[1])), argv[2] == "1")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sizes", default="1e3,1e4,1e5,1e6", help="target op counts")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big-repeats", type=int, default=3, help="repeats for sizes >= 1e6")
     parser.add_argument("--long-steps", type=int, default=1000, help="steps of the 16-stage DNI run")
+    parser.add_argument("--whole-sizes", default="1e3,1e4,1e5,1e6,1e7", help="target op counts of section 3")
+    parser.add_argument("--whole-repeats", type=int, default=1, help="fresh processes per size and baseline")
     args = parser.parse_args(argv)
 
     profile = bench_profile()
@@ -138,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
               f"bare SimPy {row['bare_simpy_ops_per_s']:,.0f} ops/s ({row['engine_vs_bare']:.2f}x), "
               f"whole simulate {row['simulate_ops_per_s']:,.0f} ops/s", flush=True)
 
+    whole, whole_samples = [], {}
+    for size in (int(float(s)) for s in args.whole_sizes.split(",")):
+        for baseline in (False, True):
+            runs = [whole_simulate(size, baseline) for _ in range(args.whole_repeats)]
+            row = {**runs[0], **{k: median(runs, k) for k in ("wall_s", "cpu_s", "peak_rss_mb", "rss_before_mb")}}
+            row["ops_per_wall_s"] = row["ops"] / row["wall_s"]
+            whole.append(row)
+            whole_samples[f"{size}{'+baseline' if baseline else ''}"] = runs
+            print(f"{row['ops']:>9} ops, whole simulate(baseline={baseline}) in a fresh process: {row['wall_s']:.2f} s "
+                  f"wall ({row['cpu_s']:.2f} s CPU), {row['ops_per_wall_s']:,.0f} ops/s, peak RSS "
+                  f"{row['peak_rss_mb']:,.0f} MB", flush=True)
+
     long_runs = []
     for _ in range(args.repeats):
         run: dict[str, float] = {}
@@ -154,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.DataFrame(rows)
     atomic_write_text(args.out / "rates.csv", table.to_csv(index=False))
+    atomic_write_text(args.out / "whole.csv", pd.DataFrame(whole).to_csv(index=False))
     atomic_write_json(args.out / "simulator_benchmark.json", {
         "provenance": provenance(), "settings": vars(args) | {"out": str(args.out)},
-        "hardware": hw.name, "ops_per_step": ops_per_step, "rates": rows, "dni_16x1000": long, "samples": samples,
+        "hardware": hw.name, "ops_per_step": ops_per_step, "rates": rows, "whole_simulate": whole,
+        "whole_samples": whole_samples, "dni_16x1000": long, "samples": samples,
     })
     _figure(table, args.out / "rates")
     return 0
