@@ -101,6 +101,8 @@ def _add_classify(group) -> None:
     group.add_argument("--sobolev-distribution", choices=["rademacher", "gaussian"], default=None,
                        help="sobolev: the directions' distribution (rademacher)")
     group.add_argument("--critic-value-weight", type=float, default=None, help="critic: weight of the value term (1e-4)")
+    group.add_argument("--fused-adam", action="store_true", default=None,
+                       help="fused Adam for every optimizer (faster; not bitwise the default's updates)")
     group.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
 
 

@@ -62,12 +62,12 @@ def build_interfaces(
             kind = synthesizer_kind(config, shape)
             width = config.synth_width if kind != "conv" else config.channels
             interface.synthesizer = make(kind, shape, config.synth_hidden_layers, width, context_dim)
-            interface.synthesizer_optimizer = torch.optim.Adam(interface.synthesizer.parameters(), lr=synth_lr)
+            interface.synthesizer_optimizer = adam(interface.synthesizer.parameters(), synth_lr, config.fused_adam)
         if method.synthetic_inputs:
             width = config.synth_width if len(shape) != 3 else config.channels
             model = InputSynthesizer(input_shape, shape, config.input_model_hidden_layers, width, context_dim)
             interface.input_model = model
-            interface.input_optimizer = torch.optim.Adam(model.parameters(), lr=synth_lr)
+            interface.input_optimizer = adam(model.parameters(), synth_lr, config.fused_adam)
         interfaces.append(interface)
     return interfaces
 
@@ -83,7 +83,7 @@ def build_chain(config: ClassifyConfig, input_shape: tuple[int, ...], num_classe
     for interface in interfaces:
         for module in interface.modules().values():
             module.to(device)
-    optimizers = [torch.optim.Adam(stage.parameters(), lr=config.lr) for stage in stages]
+    optimizers = [adam(stage.parameters(), config.lr, config.fused_adam) for stage in stages]
     generator = torch.Generator().manual_seed(config.seed + 1)
     return ChainRunner(stages, method, optimizers, interfaces, num_classes, config.synth_loss_weight, generator,
                        objective=synth_objective(config))
@@ -93,6 +93,11 @@ def synth_objective(config: ClassifyConfig) -> SynthObjective:
     """The synthesizers' training objective that ``config`` names, with its weights."""
     return SynthObjective(config.synth_loss, config.sobolev_weight, config.sobolev_directions,
                           config.sobolev_distribution, config.critic_value_weight)
+
+
+def adam(params, lr: float, fused: bool) -> torch.optim.Optimizer:
+    """torch's Adam: fused where asked and this torch and device have the kernel, else its default."""
+    return make_adam(params, lr) if fused else torch.optim.Adam(params, lr=lr)
 
 
 def make_adam(params, lr: float) -> torch.optim.Optimizer:

@@ -97,6 +97,10 @@ class ClassifyConfig(RunConfig):
     op) or ``critic`` (a learned loss whose gradient is the synthetic gradient, fitted in
     gradient and, with weight ``critic_value_weight``, in value). ``synth_loss_weight`` scales
     whichever loss before its step.
+
+    ``fused_adam`` makes every optimizer ``torch.optim.Adam(fused=True)`` (one kernel per
+    optimizer instead of a loop over its tensors; ``benchmarks/step_time.py`` times both). It
+    changes the last bits of the updates, so runs with it are not bitwise those without.
     """
 
     task: ClassVar[str] = "classify"
@@ -127,6 +131,7 @@ class ClassifyConfig(RunConfig):
     sobolev_distribution: str = spec("rademacher", choices=("rademacher", "gaussian"))
     critic_value_weight: float = spec(1e-4, ge=0)
     input_model_hidden_layers: int = spec(1, ge=0)
+    fused_adam: bool = False
 
     batch_size: int = spec(256, ge=2)  # batch norm needs 2 examples
     eval_batch_size: int = spec(1000, ge=1)
