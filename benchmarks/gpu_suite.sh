@@ -27,7 +27,7 @@ if [ "$SMOKE" = 1 ]; then
 else
   STEPS=400; ROUNDS=15; TABLE_STEPS=3000; PROFILE_REPEATS=30
 fi
-if [ -n "$DATA_DIR" ]; then DATA=(--dataset mnist --data-dir "$DATA_DIR"); DATA_NOTE="mnist from $DATA_DIR"
+if [ -n "$DATA_DIR" ]; then DATA=(--dataset "${DATASET:-mnist}" --data-dir "$DATA_DIR"); DATA_NOTE="${DATASET:-mnist} from $DATA_DIR"
 else DATA=(--dataset embedded); DATA_NOTE="embedded digits (no DATA_DIR)"; fi
 
 step() {  # step NAME COMMAND...: run it, log its wall time and exit status
@@ -59,13 +59,9 @@ step profiler "$PY" benchmarks/profiler.py --device "$DEVICE" --steps "$STEPS" -
   --repeats "$PROFILE_REPEATS" --out "$OUT/profiler"
 # 3. sglab's step against hand-written loops and the arithmetic, on the device
 step step-time "$PY" benchmarks/step_time.py --device "$DEVICE" --rounds "$ROUNDS" --out "$OUT/step_time"
-# 4. the CNN-3 and CNN-4 rows of Table 1 (bprop, DNI, cDNI) at the budget that fits
-for layers in 3 4; do
-  for method in bprop dni cdni; do
-    step "cnn$layers-$method" "$PY" -m sglab train --model cnn --layers "$layers" --method "$method" \
-      --steps "$TABLE_STEPS" --device "$DEVICE" "${DATA[@]}" --out "$OUT/table1/cnn$layers-$method" --no-progress
-  done
-done
+# 4. the CNN-3 and CNN-4 rows of Table 1 (No Bprop, Bprop, DNI, cDNI) at the budget that fits
+step table1-cnn "$PY" benchmarks/paper_table.py "${DATA[@]}" --layers --cnn --cnn-layers 3 4 \
+  --cnn-steps "$TABLE_STEPS" --device "$DEVICE" --workers 1 --out "$OUT/table1"
 # 5. the measured GPU profile on hypothetical machines: copies of this GPU on InfiniBand, and an
 #    8-GPU A100 node, scaled by REFERENCE_FLOPS (the profiled GPU's FP32 FLOP/s; default: the
 #    H200 SXM's 67 TFLOP/s FP32 from NVIDIA's H200 datasheet)

@@ -1,0 +1,41 @@
+"""The pure parts of benchmarks/paper_table.py: the paper's cells, run names and the mean ± sd table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+from sglab.training.config import ClassifyConfig
+
+SPEC = importlib.util.spec_from_file_location("paper_table", Path(__file__).parents[1] / "benchmarks" / "paper_table.py")
+paper_table = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(paper_table)
+
+
+def test_the_papers_cells_per_dataset():
+    assert paper_table.paper_error("mnist", "fcn", 3, "dni") == 1.9
+    assert paper_table.paper_error("embedded", "fcn", 3, "dni") == 1.9
+    assert paper_table.paper_error("cifar10", "fcn", 3, "cdni") == 48.5
+    assert paper_table.paper_error("cifar10", "cnn", 4, "bprop") == 15.7
+    assert paper_table.paper_error("cifar10", "fcn", 7, "dni") is None
+    assert paper_table.paper_error("my.npz", "fcn", 3, "dni") is None
+
+
+def test_run_names_keep_seed_zero_as_before():
+    config = ClassifyConfig(method="cdni", layers=4)
+    assert paper_table.run_name(config) == "fcn4-cdni"
+    assert paper_table.run_name(ClassifyConfig(method="dni", layers=3, seed=2)) == "fcn3-dni-s2"
+
+
+def test_table_gives_mean_and_sample_sd_over_seeds():
+    runs = pd.DataFrame([
+        {"model": "fcn", "layers": 3, "method": "dni", "seed": s, "steps": 100, "test_error_%": e,
+         "paper_test_error_%": 42.5, "train_time_s": 10.0} for s, e in enumerate([40.0, 42.0, 44.0])
+    ] + [{"model": "fcn", "layers": 3, "method": "bprop", "seed": 0, "steps": 100, "test_error_%": 45.04,
+          "paper_test_error_%": float("nan"), "train_time_s": 5.0}])
+    table = paper_table.markdown_table(runs)
+    assert "42.0 ± 2.0 (42.5)" in table
+    assert "| 45.0 " in table and "(nan)" not in table
+    assert "35" in table  # training time summed over the cell's runs
