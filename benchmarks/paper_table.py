@@ -7,7 +7,8 @@
 trains FCN-{3,4,5,6} (and CNN-3, or ``--cnn-layers``, with ``--cnn``) with No Bprop, Bprop, DNI and cDNI for each of
 ``--seeds``, through a process pool (one thread per run), and writes ``runs.csv`` (one row per
 run, with wall time), ``table.md`` (our test errors, mean ± sample sd over the seeds, next to
-the paper's) and ``provenance.json``. Each finished run leaves ``runs/<name>/table_row.json``,
+the paper's) and ``provenance.json``; with ``--validation`` each run also scores a held-out
+part of the training set (``val_error_%``), on which to choose settings. Each finished run leaves ``runs/<name>/table_row.json``,
 so an interrupted table resumes where it stopped.
 The paper trained 500k steps (Adam, batch 256, lr 3e-5 ÷10 at 300k and 400k); pass
 ``--steps`` and ``--lr`` to choose the budget, which the outputs record.
@@ -77,6 +78,8 @@ def run_one(config: ClassifyConfig, out_dir: str) -> dict:
         "best_test_error_%": 100 * summary["best_test_error"],
         "train_error_%": 100 * summary["final_train_error"],
         "paper_test_error_%": paper_error(config.dataset, config.model, config.layers, config.method),
+        "val_error_%": None if summary.get("final_val_error") is None else 100 * summary["final_val_error"],
+        "best_val_error_%": None if summary.get("best_val_error") is None else 100 * summary["best_val_error"],
         "train_time_s": summary["train_time_s"],
         "wall_time_s": time.perf_counter() - started,
         "status": summary["status"],
@@ -105,6 +108,7 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
         eval_every=max(args.steps // 10, 1),
         log_every=50,
         synth_hidden_layers=args.synth_hidden_layers,
+        validation=args.validation,
         device=args.device,
     )
     models = [("fcn", layers) for layers in args.layers] + ([("cnn", n) for n in args.cnn_layers] if args.cnn else [])
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0],
                         help="comma-separated seeds (one run per cell and seed)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--validation", type=float, default=0.0,
+                        help="fraction of the training set held out; runs.csv gets its error (select on it)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/results/paper_table"))
     args = parser.parse_args(argv)

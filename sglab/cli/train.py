@@ -104,6 +104,8 @@ def _add_classify(group) -> None:
     group.add_argument("--fused-adam", action="store_true", default=None,
                        help="fused Adam for every optimizer (faster; not bitwise the default's updates)")
     group.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
+    group.add_argument("--validation", type=float, default=None,
+                       help="fraction of the training set held out and scored as val_error (choose settings on it)")
 
 
 def _add_recurrent(group) -> None:

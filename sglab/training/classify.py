@@ -25,10 +25,13 @@ class ClassifySession(Session):
         if dataset is None:
             from sglab.data import load_dataset  # data loading pulls in heavier modules
 
-            dataset = load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test)
+            dataset = load_dataset(config.dataset, config.data_dir, config.download, config.limit_train, config.limit_test,
+                                   validation=config.validation)
         self.data = dataset
         self.x_train, self.y_train = torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train)
         self.x_test, self.y_test = torch.from_numpy(dataset.x_test), torch.from_numpy(dataset.y_test)
+        self.x_val = None if dataset.x_val is None else torch.from_numpy(dataset.x_val)
+        self.y_val = None if dataset.y_val is None else torch.from_numpy(dataset.y_val)
         self.runner = build_chain(config, dataset.input_shape, dataset.num_classes, device)
         self.batches = BatchStream(len(self.x_train), config.batch_size, config.seed)
         n = config.train_eval_examples
@@ -48,8 +51,12 @@ class ClassifySession(Session):
         config, stages = self.config, self.runner.stages
         train = evaluate(stages, self.eval_x, self.eval_y, config.eval_batch_size, self.device)
         test = evaluate(stages, self.x_test, self.y_test, config.eval_batch_size, self.device)
-        return [{"epoch": self.batches.epoch, "loss": train["loss"], "train_error": train["error"],
-                 "test_loss": test["loss"], "test_error": test["error"]}]
+        row = {"epoch": self.batches.epoch, "loss": train["loss"], "train_error": train["error"],
+               "test_loss": test["loss"], "test_error": test["error"]}
+        if self.x_val is not None:
+            val = evaluate(stages, self.x_val, self.y_val, config.eval_batch_size, self.device)
+            row.update(val_loss=val["loss"], val_error=val["error"])
+        return [row]
 
     def judge_loss(self, evaluation: list[dict[str, Any]]) -> float:
         """The evaluation's training loss: computed with the weights a checkpoint would hold."""
@@ -91,9 +98,13 @@ class ClassifySession(Session):
         evals = [row for row in rows if row["kind"] == "eval"]
         final = evals[-1] if evals else {}
         config = self.config
-        return {"model": config.model, "layers": config.layers, "dataset": config.dataset,
-                "final_test_error": final.get("test_error"), "final_train_error": final.get("train_error"),
-                "best_test_error": min((row["test_error"] for row in evals), default=None)}
+        summary = {"model": config.model, "layers": config.layers, "dataset": config.dataset,
+                   "final_test_error": final.get("test_error"), "final_train_error": final.get("train_error"),
+                   "best_test_error": min((row["test_error"] for row in evals), default=None)}
+        if self.x_val is not None:
+            summary.update(final_val_error=final.get("val_error"),
+                           best_val_error=min((row["val_error"] for row in evals), default=None))
+        return summary
 
     def postfix(self, row: dict[str, Any]) -> dict[str, str]:
         """Loss, and the test error once evaluated."""

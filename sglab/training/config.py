@@ -98,6 +98,10 @@ class ClassifyConfig(RunConfig):
     gradient and, with weight ``critic_value_weight``, in value). ``synth_loss_weight`` scales
     whichever loss before its step.
 
+    ``validation`` (at most 0.9) moves that fraction of the training set (stratified, the last examples of each
+    class) to a validation split, which every evaluation also scores (``val_error``): choose
+    settings on it, never on the test set.
+
     ``fused_adam`` makes every optimizer ``torch.optim.Adam(fused=True)`` (one kernel per
     optimizer instead of a loop over its tensors; ``benchmarks/step_time.py`` times both). It
     changes the last bits of the updates, so runs with it are not bitwise those without.
@@ -111,6 +115,7 @@ class ClassifyConfig(RunConfig):
     download: bool = False
     limit_train: int | None = spec(None, ge=1)
     limit_test: int | None = spec(None, ge=1)
+    validation: float = spec(0.0, ge=0, le=0.9)
 
     model: str = spec("fcn", choices=("fcn", "cnn"))
     layers: int = spec(3, ge=1)

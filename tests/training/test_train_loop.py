@@ -215,3 +215,21 @@ def test_mixed_unlocking_with_stochastic_updates_runs(patterns, tmp_path):
     """A locked interface whose upper stage skips its update that step uses the synthetic gradient."""
     result = train(tiny("mixed", layers=4, update_prob=0.5, steps=30), tmp_path, progress=False, dataset=patterns)
     assert result.summary["status"] == "completed"
+
+
+def test_a_validation_split_is_held_out_and_scored_at_every_evaluation(tmp_path):
+    from sglab.data import load_dataset
+    from sglab.training.classify import ClassifySession
+
+    config = tiny("dni", dataset="embedded", validation=0.2, steps=20, eval_every=10)
+    session = ClassifySession(config, torch.device("cpu"))
+    full = load_dataset("embedded")
+    assert len(session.x_val) + len(session.x_train) == len(full.x_train)
+    assert len(session.x_val) == round(0.2 * len(full.x_train))
+    assert len(session.x_test) == len(full.x_test)  # the test set is untouched
+    result = train(config, tmp_path, progress=False)
+    evals = pd.read_csv(tmp_path / "metrics.csv").query("kind == 'eval'")
+    assert len(evals) == 2 and evals["val_error"].between(0, 1).all()
+    assert result.summary["final_val_error"] == evals["val_error"].iloc[-1]
+    assert "final_val_error" not in train(tiny("dni", dataset="embedded", steps=10), tmp_path / "none",
+                                          progress=False).summary
