@@ -18,6 +18,11 @@ weight gradients, synthesizers included), and the time of those very products, e
 timed alone with :mod:`torch.utils.benchmark`; ``step / arithmetic`` says how much of a step
 is something else (optimizer, autograd bookkeeping, small ops, Python).
 
+Both run in one process with glibc's malloc thresholds fixed, as ``sglab train`` runs
+(:func:`sglab.allocator.steady_allocator`); ``SGLAB_MALLOC=default`` keeps glibc's defaults, under
+which large tensors are page-faulted in afresh every step and the variants' times depend on
+which tensors each keeps alive.
+
 Writes ``step_time.json`` (provenance, settings, medians, every sample) and ``step_time.csv``.
 """
 
@@ -36,6 +41,7 @@ import torch.utils.benchmark as tbench
 from torch import nn
 from torch.nn import functional as F
 
+from sglab.allocator import steady_allocator
 from sglab.config import resolve_device
 from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.profiling.backward_split import fixed_batch
@@ -176,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    steadied = steady_allocator()  # as sglab train does; SGLAB_MALLOC=default measures glibc's defaults
     device = resolve_device(args.device)
     rows, samples = [], {}
     for name in args.models.split(","):
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "step_time.csv", pd.DataFrame(rows).to_csv(index=False))
     atomic_write_json(args.out / "step_time.json", {
         "provenance": provenance(), "settings": vars(args) | {"out": str(args.out)},
-        "torch_threads": torch.get_num_threads(), "results": rows, "samples": samples,
+        "torch_threads": torch.get_num_threads(), "steady_allocator": steadied, "results": rows, "samples": samples,
     })
     return 0
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from sglab.allocator import steady_allocator
 from sglab.config import ConfigError, resolve_device
 from sglab.errors import SglabError
 from sglab.exec.observe import Observer
@@ -77,6 +78,7 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
           dataset: Dataset | None = None, observer: Observer | None = None) -> TrainResult:
     """Train ``config`` and write its run directory; see the module docstring."""
     config.validate()
+    steady_allocator()  # else large tensors are page-faulted in afresh every step (sglab/allocator.py)
     device = resolve_device(config.device)
     run = RunDir(out_dir)
     checkpoint = run.load_checkpoint(device) if resume else None
