@@ -66,7 +66,7 @@ def register(subparsers) -> None:
     common.add_argument("--config", type=Path, default=None, help="JSON file of config fields (flags override it)")
     common.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     common.add_argument("--profile", action="store_true", help="time every op: --out/trace.csv and trace.json "
-                                                               "(Perfetto); classify also writes profile.json")
+                                                               "(Perfetto); classify and rnn-chain also write profile.json")
     common.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is often fastest "
                                                                            "for small models)")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -252,6 +252,7 @@ def _write_profile(config, out: Path, timer) -> None:
     atomic_write_text(out / "trace.csv", trace.to_csv(index=False))
     write_chrome_trace(out / "trace.json", trace, f"sglab train {config.task_name} {config.method}")
     written = [out / "trace.csv", out / "trace.json"]
+    profile = None
     if config.task == "classify":
         from sglab.profiling.inrun import profile_from_timer
         from sglab.training.run_dir import RunDir
@@ -260,6 +261,15 @@ def _write_profile(config, out: Path, timer) -> None:
         skip = min(5, max(timer.num_steps - 1, 0))
         profile = profile_from_timer(timer, config, tuple(data["input_shape"]), data["num_classes"], skip_steps=skip,
                                      notes=f"timed inside sglab train, first {skip} of {timer.num_steps} steps left out")
+    elif config.task == "rnn-chain":
+        from sglab.costprofile import ProfileError
+        from sglab.profiling.rnn_chain import profile_from_run
+
+        try:
+            profile = profile_from_run(timer, config, skip_steps=min(5, max(timer.num_steps - 1, 0)))
+        except ProfileError as err:  # a cut link leaves a network with nothing but F to time
+            print(f"no profile.json: {err}")
+    if profile is not None:
         profile.save(out / "profile.json")
         written.insert(0, out / "profile.json")
     print("op timings: " + ", ".join(map(str, written)) + " (trace.json opens in Perfetto)")

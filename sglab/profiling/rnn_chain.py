@@ -77,3 +77,23 @@ def profile_rnn_chain(runner: RNNChainRunner, episodes: ChainEpisodes, *, repeat
                                                  cut_links=sorted(runner.cut))}
     return profile_from_samples(timer.durations(skip_steps=warmup), chain_sizes(runner, batch, last_ticks), repeats,
                                 runner.method.name, measurement, model)
+
+
+def profile_from_run(timer: OpTimer, config, skip_steps: int, batch: int | None = None) -> CostProfile:
+    """The chain profile of a training run that ``timer`` watched (``sglab train --task rnn-chain --profile``).
+
+    ``config`` is the run's :class:`~sglab.training.config.RNNChainConfig`; the first
+    ``skip_steps`` steps are left out as warm-up.
+    """
+    from sglab.training.build import build_rnn_chain
+
+    runner = build_rnn_chain(config)  # a fresh one, for the sizes: the same shapes as the run's
+    repeats = timer.num_steps - skip_steps
+    batch = batch or config.batch_size
+    measurement = make_measurement("in_run", timer.device, batch, repeats, skip_steps, timer.timer_name,
+                                   notes=f"timed inside sglab train, first {skip_steps} of {timer.num_steps} steps left out; "
+                                         "one step = one episode: each op's median per chunk times its chunks per episode")
+    model = {"name": "rnn-chain", "config": config.to_dict()}
+    sizes = chain_sizes(runner, batch, config.last_ticks)
+    return profile_from_samples(timer.durations(skip_steps=skip_steps), sizes, repeats, runner.method.name, measurement,
+                                model)

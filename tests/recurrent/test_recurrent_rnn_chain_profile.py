@@ -75,3 +75,14 @@ def test_a_measured_chain_profile_has_a_stage_per_network_and_feeds_the_simulato
 def test_a_chain_with_a_cut_link_has_a_network_that_learns_nothing_to_profile():
     with pytest.raises(ProfileError, match="stage 1 never ran B, U"):  # network 1 runs F only
         _measured([1])
+
+
+def test_sglab_train_rnn_chain_profile_writes_a_profile_the_simulator_reads(tmp_path, sglab_main):
+    out = tmp_path / "run"
+    argv = ["train", "--task", "rnn-chain", "--hidden", "4", "--message-size", "3", "--batch-size", "4", "--steps", "4",
+            "--eval-episodes", "8", "--no-progress", "--profile", "--out", str(out)]
+    assert sglab_main(argv) == 0
+    profile = CostProfile.load(out / "profile.json")
+    assert [s.samples["F"] for s in profile.stages] == [6, 3, 3]  # default ratios 2, 2 and 3 ticks of the last network
+    assert profile.measurement.repeats == 1 and profile.model["config"]["ratios"] == [2, 2]
+    assert sglab_main(["simulate", "--profile", str(out / "profile.json"), "--method", "cdni", "--steps", "4"]) == 0
