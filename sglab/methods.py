@@ -34,6 +34,7 @@ RUNNERS = {
     "train": "feed-forward training (sglab train --task classify)",
     "recurrent": "recurrent training in chunks of T ticks (sglab train --task copy, repeat-copy, charlm)",
     "two-rnn": "two recurrent networks talking through an interface (sglab train --task two-rnn)",
+    "rnn-chain": "K recurrent networks in a chain, each on its own clock (sglab train --task rnn-chain)",
     "sim": "the simulator (sglab simulate, sglab sweep)",
 }
 #: What may cross an interface backwards.
@@ -398,7 +399,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "(feed-forward: only the last stage learns; recurrent: truncated BPTT)", "none", runners=_ALL),
     Method("dni", "DNI: synthetic gradients at every interface, bootstrapped targets", "synthetic", runners=_ALL),
     Method("cdni", "cDNI: synthetic gradients conditioned on the label", "synthetic", context=True,
-           runners=frozenset({"train", "two-rnn", "sim"})),
+           runners=frozenset({"train", "two-rnn", "rnn-chain", "sim"})),
     Method("dni-aux", "DNI+Aux: recurrent DNI whose core also predicts the synthetic gradient at its chunk's end",
            "synthetic", aux=True, runners=frozenset({"recurrent"})),
     Method("stochastic", "DNI with each stage updated with probability 0.2 per step", "synthetic",

@@ -1,10 +1,11 @@
-"""``sglab train``: train a task (classify, copy, repeat-copy, charlm, two-rnn) with a method into a run directory.
+"""``sglab train``: train a task (classify, copy, repeat-copy, charlm, two-rnn, rnn-chain) with a method into a run directory.
 
     sglab train --method dni --layers 4 --steps 2000 --out runs/dni4
     sglab train --task copy --method dni -T 3 --steps 1500 --out runs/copy-dni-T3
     sglab train --resume --out runs/dni4 --steps 4000          # continue: the checkpoint's config, more steps
     sglab train --method dni --layers 4 --processes 4 --out runs/dni4-dist   # one process per stage (gloo)
     sglab train --method gpipe --microbatches 8 --layers 4 --processes 4      # a pipeline of bprop, 8 microbatches
+    sglab train --task rnn-chain --ratios 2 2 --cut-links 1 --steps 300      # three RNNs, link 1's DNI cut
 
 Every flag sets the config field of the same name (see ``sglab.training.config``); a flag the
 task has no field for is an error. With ``--resume`` the config is the checkpoint's, and a flag
@@ -44,10 +45,10 @@ def register(subparsers) -> None:
     common = parser.add_argument_group("every task")
     common.add_argument("--task", choices=list(TASKS), default=None, help="what to learn (default: classify, or the "
                                                                            "checkpoint's with --resume)")
-    methods = {r: ", ".join(method_names(r)) for r in ("train", "recurrent", "two-rnn")}
+    methods = {r: ", ".join(method_names(r)) for r in ("train", "recurrent", "two-rnn", "rnn-chain")}
     common.add_argument("--method", default=None, help=f"classify: {methods['train']}, or with --processes the "
                                                        f"pipelines gpipe, 1f1b; copy/charlm: {methods['recurrent']}; "
-                                                       f"two-rnn: {methods['two-rnn']}")
+                                                       f"two-rnn: {methods['two-rnn']}; rnn-chain: {methods['rnn-chain']}")
     common.add_argument("--steps", type=positive_int, default=None, help="training steps (minibatches)")
     common.add_argument("--lr", type=float, default=None, help="Adam learning rate")
     common.add_argument("--synth-lr", type=float, default=None, help="synthesizer learning rate (default: --lr)")
@@ -65,7 +66,7 @@ def register(subparsers) -> None:
     common.add_argument("--config", type=Path, default=None, help="JSON file of config fields (flags override it)")
     common.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     common.add_argument("--profile", action="store_true", help="time every op: --out/trace.csv and trace.json "
-                                                               "(Perfetto); classify also writes profile.json")
+                                                               "(Perfetto); classify and rnn-chain also write profile.json")
     common.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is often fastest "
                                                                            "for small models)")
     common.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +78,7 @@ def register(subparsers) -> None:
     _add_classify(parser.add_argument_group("classify (feed-forward FCN / CNN)"))
     _add_recurrent(parser.add_argument_group("copy, repeat-copy, charlm (one recurrent network)"))
     _add_two_rnn(parser.add_argument_group("two-rnn"))
+    _add_rnn_chain(parser.add_argument_group("rnn-chain (also --hidden, --message-size, --synth-scale, --eval-episodes)"))
     parser.set_defaults(func=run)
 
 
@@ -137,11 +139,21 @@ def _add_two_rnn(group) -> None:
     group.add_argument("--b-ticks", type=int, default=None, help="B's ticks per episode (default 3)")
     group.add_argument("--hidden-a", type=int, default=None, help="A's core width (default 64)")
     group.add_argument("--hidden-b", type=int, default=None, help="B's core width (default 32)")
-    group.add_argument("--message-size", type=int, default=None, help="width of A's message (default 16)")
+    group.add_argument("--message-size", type=int, default=None, help="width of A's message (default 16); "
+                                                                      "rnn-chain: of every message (default 8)")
     group.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes per evaluation (default 512)")
     group.add_argument("--no-b-gradient", action="store_true", help="the ablation: the same as --method nobprop")
     group.add_argument("--no-synth-context", action="store_true", help="the synthesizer sees only the message: "
                                                                        "the same as --method dni")
+
+
+def _add_rnn_chain(group) -> None:
+    group.add_argument("--ratios", type=positive_int, nargs="+", default=None,
+                       help="network k ticks once every RATIOS[k-1] ticks of network k-1; K = len + 1 (default 2 2)")
+    group.add_argument("--last-ticks", type=positive_int, default=None, help="the last network's ticks per episode (3)")
+    group.add_argument("--symbols", type=positive_int, default=None, help="network 0's alphabet; odd ones count (6)")
+    group.add_argument("--cut-links", type=int, nargs="+", default=None,
+                       help="links (k: network k to k+1) whose synthetic gradient is cut: the ablations")
 
 
 def given_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,6 +240,9 @@ def _default_name(config, pipeline: dict[str, Any] | None = None) -> str:
         return f"{config.model}{config.layers}-{method}-seed{config.seed}"
     if config.task == "two-rnn":
         return f"two-rnn-{config.method}-N{config.tick_ratio}-seed{config.seed}"
+    if config.task == "rnn-chain":
+        cut = "".join(f"-cut{k}" for k in config.cut_links)
+        return f"rnn-chain-{config.method}-r{'x'.join(map(str, config.ratios))}{cut}-seed{config.seed}"
     return f"{config.task_name}-{config.method}-T{config.truncation}-seed{config.seed}"
 
 
@@ -239,6 +254,7 @@ def _write_profile(config, out: Path, timer) -> None:
     atomic_write_text(out / "trace.csv", trace.to_csv(index=False))
     write_chrome_trace(out / "trace.json", trace, f"sglab train {config.task_name} {config.method}")
     written = [out / "trace.csv", out / "trace.json"]
+    profile = None
     if config.task == "classify":
         from sglab.profiling.inrun import profile_from_timer
         from sglab.training.run_dir import RunDir
@@ -247,6 +263,15 @@ def _write_profile(config, out: Path, timer) -> None:
         skip = min(5, max(timer.num_steps - 1, 0))
         profile = profile_from_timer(timer, config, tuple(data["input_shape"]), data["num_classes"], skip_steps=skip,
                                      notes=f"timed inside sglab train, first {skip} of {timer.num_steps} steps left out")
+    elif config.task == "rnn-chain":
+        from sglab.costprofile import ProfileError
+        from sglab.profiling.rnn_chain import profile_from_run
+
+        try:
+            profile = profile_from_run(timer, config, skip_steps=min(5, max(timer.num_steps - 1, 0)))
+        except ProfileError as err:  # a cut link leaves a network with nothing but F to time
+            print(f"no profile.json: {err}")
+    if profile is not None:
         profile.save(out / "profile.json")
         written.insert(0, out / "profile.json")
     print("op timings: " + ", ".join(map(str, written)) + " (trace.json opens in Perfetto)")
@@ -266,5 +291,9 @@ def describe(summary: dict[str, Any]) -> str:
                 f"in {summary['steps']} steps")
     if task == "charlm":
         return f"charlm {method} T={summary['truncation']}: validation {summary['valid_bpc']:.3f} bits per character"
+    if task == "rnn-chain":
+        cut = f", links {summary['cut_links']} cut" if summary["cut_links"] else ""
+        return (f"rnn-chain {method} ratios {summary['ratios']}{cut}: last network's test accuracy "
+                f"{summary['test_accuracy']:.3f}, loss {summary['test_loss']:.3f} (majority guess {summary['chance']:.3f})")
     return (f"two-rnn {method} N={summary['tick_ratio']}: test accuracy A {summary['test_accuracy_a']:.3f}, "
             f"B {summary['test_accuracy_b']:.3f} (B's majority guess {summary['chance_b']:.3f})")

@@ -22,6 +22,7 @@ _LAZY = {
     "profile_model": "microbench",
     "profile_recurrent": "recurrent",
     "profile_two_rnn": "recurrent",
+    "profile_rnn_chain": "rnn_chain",
 }
 
 __all__ = list(_LAZY)

@@ -11,6 +11,7 @@ from sglab.training.config import (
                                    ClassifyConfig,
                                    CopyConfig,
                                    RecurrentConfig,
+                                   RNNChainConfig,
                                    RunConfig,
                                    TwoRNNConfig,
                                    make_config,
@@ -18,5 +19,5 @@ from sglab.training.config import (
 from sglab.training.loop import TrainingDiverged, TrainResult, make_session, train
 from sglab.training.run_dir import RunDir
 
-__all__ = ["TASKS", "CharLMConfig", "ClassifyConfig", "ConfigError", "CopyConfig", "RecurrentConfig", "RunConfig", "RunDir",
-           "TrainResult", "TrainingDiverged", "TwoRNNConfig", "make_config", "make_session", "train"]
+__all__ = ["TASKS", "CharLMConfig", "ClassifyConfig", "ConfigError", "CopyConfig", "RecurrentConfig", "RNNChainConfig",
+           "RunConfig", "RunDir", "TrainResult", "TrainingDiverged", "TwoRNNConfig", "make_config", "make_session", "train"]

@@ -15,12 +15,15 @@ from sglab.dni.losses import SynthObjective
 from sglab.dni.synthesizers import InputSynthesizer, MLPSynthesizer, StateSynthesizer, make_critic, make_synthesizer
 from sglab.exec.chain import ChainRunner
 from sglab.exec.recurrent import RecurrentRunner
+from sglab.exec.rnn_chain import RNNChainRunner
 from sglab.exec.two_rnn import TwoRNNRunner
 from sglab.methods import Method
 from sglab.models.chains import MODELS, output_shapes
 from sglab.models.recurrent import RecurrentNet
+from sglab.models.rnn_chain import chain_networks
 from sglab.models.two_rnn import NetworkA, NetworkB
-from sglab.training.config import ClassifyConfig, RecurrentConfig, TwoRNNConfig
+from sglab.tasks.rnn_chain import window
+from sglab.training.config import ClassifyConfig, RecurrentConfig, RNNChainConfig, TwoRNNConfig
 
 
 def build_stages(config: ClassifyConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.ModuleList:
@@ -139,3 +142,29 @@ def build_two_rnn(config: TwoRNNConfig, pixels: int, device: torch.device | str 
         synth_optimizer = make_adam(synthesizer.parameters(), config.synth_lr or config.lr)
     return TwoRNNRunner(a, b, method, opt_a, opt_b, synthesizer, synth_optimizer, tick_ratio=config.tick_ratio,
                         synth_scale=config.synth_scale)
+
+
+def build_rnn_chain(config: RNNChainConfig, device: torch.device | str = "cpu") -> RNNChainRunner:
+    """The chain's networks, a message synthesizer per open link and their optimizers."""
+    torch.manual_seed(config.seed)
+    method = config.resolved_method()
+    classes = window_classes(config.ratios)
+    k = config.num_networks
+    networks = chain_networks(config.symbols, (config.hidden,) * k, config.message_size, classes).to(device)
+    optimizers = [make_adam(n.parameters(), config.lr) for n in networks]
+    synthesizers, synth_optimizers = [], []
+    for link in range(k - 1):
+        synthesizer = optimizer = None
+        if method.synthetic_gradients and link not in config.cut_links:
+            context = classes if method.context else 0
+            synthesizer = MLPSynthesizer((config.message_size,), context_dim=context).to(device)
+            optimizer = make_adam(synthesizer.parameters(), config.synth_lr or config.lr)
+        synthesizers.append(synthesizer)
+        synth_optimizers.append(optimizer)
+    return RNNChainRunner(networks, method, optimizers, synthesizers, synth_optimizers, ratios=tuple(config.ratios),
+                          classes=classes, cut=frozenset(config.cut_links), synth_scale=config.synth_scale)
+
+
+def window_classes(ratios) -> int:
+    """The last network's classes: 0..window marked symbols."""
+    return window(tuple(ratios)) + 1

@@ -311,6 +311,63 @@ class TwoRNNConfig(RunConfig):
         return self.tick_ratio * self.b_ticks
 
 
+@dataclass
+class RNNChainConfig(RunConfig):
+    """``K = len(ratios) + 1`` recurrent networks in a chain, each on its own clock (:mod:`sglab.exec.rnn_chain`).
+
+    Attributes:
+        method: ``cdni`` (each link's synthesizer also sees the last network's target, the
+            default), ``dni`` (the message alone) or ``nobprop`` (every link cut).
+        ratios: network ``k`` ticks once every ``ratios[k-1]`` ticks of network ``k-1``.
+        last_ticks: the last network's ticks per episode (an episode is ``prod(ratios) · last_ticks`` symbols).
+        symbols: network 0's alphabet; the odd symbols are the ones the last network counts.
+        hidden, message_size: every network's core width, and the width of every message.
+        cut_links: links (``k``: network ``k`` → ``k+1``) whose synthetic gradient is cut: the
+            ablations. The networks upstream of a cut link get no gradient.
+        synth_scale: factor on every synthetic gradient.
+        eval_episodes: held-out episodes scored at each evaluation.
+    """
+
+    task: ClassVar[str] = "rnn-chain"
+    runner: ClassVar[str] = "rnn-chain"
+
+    method: str = "cdni"
+    ratios: list[int] = spec(factory=lambda: [2, 2], ge=1)
+    last_ticks: int = spec(3, ge=1)
+    symbols: int = spec(6, ge=2)
+    hidden: int = spec(32, ge=1)
+    message_size: int = spec(8, ge=1)
+    cut_links: list[int] = spec(factory=list, ge=0)
+    lr: float = spec(3e-3, gt=0)
+    synth_scale: float = spec(1.0, ge=0)
+    batch_size: int = spec(32, ge=1)
+    steps: int = spec(500, ge=1)
+    eval_every: int = spec(100, ge=1)
+    log_every: int = spec(1, ge=1)
+    eval_episodes: int = spec(512, ge=1)
+
+    def validate(self) -> "RNNChainConfig":
+        """Also: at least one link, and cut links that exist, each named once, under a method with synthetic gradients."""
+        super().validate()
+        if not self.ratios:
+            raise ConfigError("config field 'ratios' must list at least one ratio (two networks)")
+        links = len(self.ratios)
+        bad = [k for k in self.cut_links if k >= links]
+        if bad or len(set(self.cut_links)) != len(self.cut_links):
+            raise ConfigError(f"config field 'cut_links' must name distinct links 0..{links - 1}, got {self.cut_links}")
+        if self.probe_every is not None:
+            raise ConfigError("config field 'probe_every': rnn-chain has no fidelity probe yet")
+        if self.cut_links and not self.resolved_method().synthetic_gradients:
+            raise ConfigError(f"config field 'cut_links' applies to methods with synthetic gradients (dni, cdni), "
+                              f"not {self.method!r}, which cuts every link")
+        return self
+
+    @property
+    def num_networks(self) -> int:
+        """K."""
+        return len(self.ratios) + 1
+
+
 #: ``--task`` name → its config class and the fields the name sets.
 TASKS: dict[str, tuple[type[RunConfig], dict[str, Any]]] = {
     "classify": (ClassifyConfig, {}),
@@ -318,6 +375,7 @@ TASKS: dict[str, tuple[type[RunConfig], dict[str, Any]]] = {
     "repeat-copy": (CopyConfig, {"repeat": True}),
     "charlm": (CharLMConfig, {}),
     "two-rnn": (TwoRNNConfig, {}),
+    "rnn-chain": (RNNChainConfig, {}),
 }
 
 

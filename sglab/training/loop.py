@@ -36,7 +36,7 @@ from sglab.errors import SglabError
 from sglab.exec.observe import Observer
 from sglab.io import provenance
 from sglab.probes import FIDELITY_FILE, FidelityLog
-from sglab.training.config import CharLMConfig, ClassifyConfig, CopyConfig, RunConfig, TwoRNNConfig, make_config
+from sglab.training.config import CharLMConfig, ClassifyConfig, CopyConfig, RNNChainConfig, RunConfig, TwoRNNConfig, make_config
 from sglab.training.run_dir import RunDir
 from sglab.training.session import Session, finite
 
@@ -60,6 +60,7 @@ class TrainResult:
 def make_session(config: RunConfig, device, dataset: Dataset | None = None) -> Session:
     """The session of ``config``'s task (``dataset`` replaces a classification config's data)."""
     from sglab.training.classify import ClassifySession
+    from sglab.training.rnn_chain import RNNChainSession
     from sglab.training.sequences import CharLMSession, CopySession
     from sglab.training.two_rnn import TwoRNNSession
 
@@ -71,6 +72,8 @@ def make_session(config: RunConfig, device, dataset: Dataset | None = None) -> S
         return CharLMSession(config, device)
     if isinstance(config, TwoRNNConfig):
         return TwoRNNSession(config, device)
+    if isinstance(config, RNNChainConfig):
+        return RNNChainSession(config, device)
     raise ConfigError(f"no task runs a {type(config).__name__}")
 
 
