@@ -116,7 +116,7 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
         replace(base, model=model, layers=layers, method=method, seed=seed,
                 steps=args.cnn_steps if model == "cnn" else args.steps)
         for model, layers in models
-        for method in METHODS
+        for method in args.methods
         for seed in args.seeds
     ]
 
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, nargs="*", default=[3, 4, 5, 6], help="FCN depths (none: no FCN rows)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--synth-hidden-layers", type=int, default=1)
+    parser.add_argument("--methods", type=lambda text: text.split(","), default=list(METHODS),
+                        help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0],
                         help="comma-separated seeds (one run per cell and seed)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/results/paper_table"))
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; Table 1 has {', '.join(METHODS)}")
 
     todo = configs(args)
     started = time.perf_counter()

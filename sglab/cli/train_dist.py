@@ -62,6 +62,9 @@ def distributed_plan(args: argparse.Namespace, config, schedule: str | None) -> 
         return saved, pipeline
     if args.processes is not None and config.task != "classify":
         raise UsageError(f"--processes applies to --task classify (a feed-forward chain), not {config.task_name}")
+    if args.processes is not None and getattr(config, "validation", 0):
+        raise UsageError("--validation is not scored by --processes runs yet; choose settings in process (drop "
+                         "--processes)")
     if pipeline is not None and pipeline["microbatches"] is None:
         from sglab.methods import get_method
 

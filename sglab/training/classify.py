@@ -101,7 +101,7 @@ class ClassifySession(Session):
         summary = {"model": config.model, "layers": config.layers, "dataset": config.dataset,
                    "final_test_error": final.get("test_error"), "final_train_error": final.get("train_error"),
                    "best_test_error": min((row["test_error"] for row in evals), default=None)}
-        if self.x_val is not None:
+        if "val_error" in final:  # from the rows only: sglab.dist's launcher summarises without a session
             summary.update(final_val_error=final.get("val_error"),
                            best_val_error=min((row["val_error"] for row in evals), default=None))
         return summary

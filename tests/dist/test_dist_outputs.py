@@ -264,6 +264,7 @@ def test_sglab_train_runs_a_pipeline_schedule_and_resumes_it(tmp_path, capsys):
     (["--layers", "2", "--processes", "2", "--synth-loss", "sobolev"], "l2 only"),
     (["--layers", "2", "--processes", "2", "--probe-every", "5"], "no fidelity probes"),
     (["--layers", "2", "--processes", "2", "--profile"], "drop --profile"),
+    (["--layers", "2", "--processes", "2", "--validation", "0.1"], "--validation is not scored by --processes"),
 ])
 def test_sglab_train_processes_refuses_what_it_cannot_run_in_one_line(args, message, tmp_path, capsys):
     assert main(["train", *args, "--steps", "2", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
