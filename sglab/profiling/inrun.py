@@ -10,7 +10,6 @@ overhead is a clock read and a list append per op (measured in ``benchmarks/prof
 
 from __future__ import annotations
 
-import platform
 import socket
 import time
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ import torch
 
 from sglab.allocator import steady_allocator
 from sglab.costprofile import REQUIRED_OPS, CostProfile, Measurement, ProfileError, StageCost
+from sglab.io import cpu_model
 from sglab.ops import COMPUTE_OPS
 from sglab.profiling.timer import OpTimer
 from sglab.training.config import ClassifyConfig
@@ -61,13 +61,7 @@ def device_name(device: torch.device) -> str:
     """Human-readable name of the device the costs were measured on."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:  # platform.processor() is often empty on Linux; /proc/cpuinfo has the model name
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def stage_sizes(runner: ChainRunner, input_shape: tuple[int, ...], batch_size: int) -> list[dict[str, int]]:

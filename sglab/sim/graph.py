@@ -434,8 +434,7 @@ class TaskGraph:
 
     def set_order(self, device: int, order: Sequence[int]) -> None:
         """The op sequence of a ``static`` device (kept as an int64 ``array``)."""
-        self.servers[device].order = array("q", order) if isinstance(order, (list, tuple, array)) else \
-            array("q", np.asarray(order, dtype=np.int64).tobytes())
+        self.servers[device].order = array("q", np.asarray(order, dtype=np.int64).tobytes())
 
     def extend(self, tasks: dict[str, np.ndarray], buffers: dict[str, np.ndarray]) -> None:
         """Append whole columns of tasks (every name of :data:`COLUMNS`; ``dep_end`` absolute) and

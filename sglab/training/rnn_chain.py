@@ -11,16 +11,15 @@ from sglab.exec.observe import Observer
 from sglab.tasks.rnn_chain import majority_rate, make_chain_episodes
 from sglab.training.build import build_rnn_chain
 from sglab.training.config import RNNChainConfig
-from sglab.training.session import Session
+from sglab.training.session import EpisodeSession
 
 
-class RNNChainSession(Session):
+class RNNChainSession(EpisodeSession):
     """A batch of fresh episodes per step; the last network's held-out loss and accuracy at each evaluation."""
 
     def __init__(self, config: RNNChainConfig, device: torch.device):
         super().__init__(config, device)
         self.runner = build_rnn_chain(config, device)
-        self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.held_out = self._episodes(config.eval_episodes, torch.Generator().manual_seed(config.seed + 2))
 
     def _episodes(self, batch: int, generator: torch.Generator):
@@ -43,22 +42,6 @@ class RNNChainSession(Session):
     def judge_loss(self, evaluation: list[dict[str, Any]]) -> float:
         """The last network's held-out loss, computed with the current weights of every network."""
         return evaluation[-1]["test_loss"]
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        """The networks and the open links' synthesizers."""
-        return self.runner.modules()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Their optimizers."""
-        return self.runner.optimizers()
-
-    def extra_state(self) -> dict[str, Any]:
-        """The episode sampler's generator."""
-        return {"generator": self.generator.get_state()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`extra_state`."""
-        self.generator.set_state(state["generator"])
 
     def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Held-out loss and accuracy at the end, and the majority-guess rate to read them against."""

@@ -110,6 +110,31 @@ class Session(ABC):
                 group["lr"] *= factor
 
 
+class EpisodeSession(Session):
+    """A session whose runner holds its modules and optimizers and samples fresh episodes from
+    ``self.generator`` (seeded ``config.seed + 1``), its only extra state. Subclasses set ``self.runner``."""
+
+    def __init__(self, config: RunConfig, device: torch.device):
+        super().__init__(config, device)
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The runner's modules by role."""
+        return self.runner.modules()
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The runner's optimizers by role."""
+        return self.runner.optimizers()
+
+    def extra_state(self) -> dict[str, Any]:
+        """The episode sampler's generator."""
+        return {"generator": self.generator.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
+        self.generator.set_state(state["generator"])
+
+
 def finite(value: float | None) -> bool:
     """Whether ``value`` is a finite number."""
     return value is not None and math.isfinite(value)

@@ -11,7 +11,7 @@ from sglab.probes import TwoRNNProbe
 from sglab.tasks.two_rnn import digit_arrays, majority_rate_b, make_episodes
 from sglab.training.build import build_two_rnn
 from sglab.training.config import TwoRNNConfig
-from sglab.training.session import Session
+from sglab.training.session import EpisodeSession
 
 
 def embedded_digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -22,7 +22,7 @@ def embedded_digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {"train": digit_arrays(data.x_train, data.y_train), "test": digit_arrays(data.x_test, data.y_test)}
 
 
-class TwoRNNSession(Session):
+class TwoRNNSession(EpisodeSession):
     """A batch of episodes per step; held-out accuracy of both networks at each evaluation.
 
     ``digits`` maps ``train`` / ``test`` to ``(images (n, pixels), labels)``; by default the
@@ -36,7 +36,6 @@ class TwoRNNSession(Session):
         (x_train, self.y_train), (x_test, y_test) = digits["train"], digits["test"]
         self.x_train = x_train.to(device)
         self.runner = build_two_rnn(config, x_train.shape[1], device)
-        self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.held_out = make_episodes(x_test.to(device), y_test, config.tick_ratio, config.b_ticks, config.eval_episodes,
                                       torch.Generator().manual_seed(config.seed + 2))
 
@@ -60,22 +59,6 @@ class TwoRNNSession(Session):
     def judge_loss(self, evaluation: list[dict[str, Any]]) -> float:
         """B's held-out loss, computed with the current weights of both networks."""
         return evaluation[-1]["test_loss_b"]
-
-    def modules(self) -> dict[str, torch.nn.Module]:
-        """A, B and A's synthesizer."""
-        return self.runner.modules()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Their optimizers."""
-        return self.runner.optimizers()
-
-    def extra_state(self) -> dict[str, Any]:
-        """The episode sampler's generator."""
-        return {"generator": self.generator.get_state()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`extra_state`."""
-        self.generator.set_state(state["generator"])
 
     def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Held-out accuracies at the end, and B's majority-guess rate to read them against."""
