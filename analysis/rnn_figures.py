@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.style import plt, save_figure, use_paper_style
+from analysis.tables import mean_sd
 from sglab.methods import ALIASES
 
 #: Column order and display names of the three recurrent methods (``nobprop`` is truncated BPTT).
@@ -36,11 +37,14 @@ def _canonical(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(method=rows.method.map(lambda m: ALIASES.get(m, m)))
 
 
-def _wide(results: pd.DataFrame, tasks: list[str], value: str, fmt: str) -> str:
-    """Markdown table: one row per (task, method), one column per truncation T."""
+def _wide(results: pd.DataFrame, tasks: list[str], value: str, digits: int, single_digits: int | None = None) -> str:
+    """Markdown table: one row per (task, method), one column per truncation T; a cell is the
+    mean ± sample sd over the seeds that ran it, to ``digits`` decimals (one seed's value alone, to
+    ``single_digits``, default ``digits``)."""
     rows = _canonical(results[results.task.isin(tasks)])
     methods = [m for m in METHOD_NAMES if m in set(rows.method)]
     truncations = sorted(int(t) for t in rows.truncation.unique())
+    seeds = rows.groupby(["task", "method", "truncation"]).size()
     header = ["task", "method"] + [f"T={t}" for t in truncations]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in tasks:
@@ -48,28 +52,32 @@ def _wide(results: pd.DataFrame, tasks: list[str], value: str, fmt: str) -> str:
             cells = [task, METHOD_NAMES[method]]
             for t in truncations:
                 hit = rows[(rows.task == task) & (rows.method == method) & (rows.truncation == t)]
-                cells.append(format(hit[value].iloc[0], fmt) if len(hit) else "–")
+                cells.append(mean_sd(hit[value], digits if len(hit) > 1 or single_digits is None else single_digits))
             lines.append("| " + " | ".join(cells) + " |")
+    counts = sorted(set(seeds))
+    if counts != [1]:
+        lines.append(f"\nMean ± sample sd over {', '.join(map(str, counts))} seeds per cell.")
     return "\n".join(lines)
 
 
 def longest_solved_table(results: pd.DataFrame) -> str:
     """Copy / Repeat Copy: the longest sequence length solved, per method and T (higher is better)."""
-    return _wide(results, [t for t in ("copy", "repeat-copy") if t in set(results.task)], "longest_solved", ".0f")
+    return _wide(results, [t for t in ("copy", "repeat-copy") if t in set(results.task)], "longest_solved", 1, single_digits=0)
 
 
 def bpc_table(results: pd.DataFrame) -> str:
     """Character-level LM: validation bits per character, per method and T (lower is better)."""
-    return _wide(results, ["charlm"], "valid_bpc", ".3f")
+    return _wide(results, ["charlm"], "valid_bpc", 3)
 
 
 def two_rnn_table(results: pd.DataFrame) -> str:
-    """Final held-out accuracy of A and B for each two-RNN method."""
+    """Final held-out accuracy of A and B for each two-RNN method (mean ± sd over seeds)."""
     rows = results[results.task == "two-rnn"]
     lines = ["| variant | A: count of 3s | B: odd digits | B's majority guess |", "|---|---|---|---|"]
-    for _, row in rows.iterrows():
-        name = TWO_RNN_NAMES.get(row.method, row.method)
-        lines.append(f"| {name} | {row.test_accuracy_a:.3f} | {row.test_accuracy_b:.3f} | {row.chance_b:.3f} |")
+    for method, runs in rows.groupby("method", sort=False):
+        name = TWO_RNN_NAMES.get(method, method)
+        lines.append(f"| {name} | {mean_sd(runs.test_accuracy_a, 3)} | {mean_sd(runs.test_accuracy_b, 3)} "
+                     f"| {runs.chance_b.iloc[0]:.3f} |")
     return "\n".join(lines)
 
 
@@ -87,7 +95,8 @@ def plot_two_rnn(metrics: pd.DataFrame, stem: str | Path, chance_b: float | None
               ("test_accuracy_b", "B: how many odd digits A saw (every N ticks)"))
     for ax, (column, title) in zip(axes, panels):
         for method, rows in evals.groupby("method", sort=False):
-            ax.plot(rows.step, rows[column], label=TWO_RNN_NAMES.get(method, method))
+            mean = rows.groupby("step")[column].mean()  # over seeds, when several ran
+            ax.plot(mean.index, mean.values, label=TWO_RNN_NAMES.get(method, method))
         if column == "test_accuracy_b" and chance_b is not None:
             ax.axhline(chance_b, color="grey", linestyle="--", linewidth=1, label="majority guess")
         ax.set_title(title)
@@ -101,7 +110,7 @@ def plot_two_rnn(metrics: pd.DataFrame, stem: str | Path, chance_b: float | None
 
 
 def plot_rnn_tables(results: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """Longest copy length solved and validation BPC against T, one line per method."""
+    """Longest copy length solved and validation BPC against T, one line per method (mean ± sd over seeds)."""
     use_paper_style()
     results = _canonical(results)
     panels = [(t, "longest_solved", "longest length solved") for t in ("copy", "repeat-copy") if t in set(results.task)]
@@ -110,9 +119,9 @@ def plot_rnn_tables(results: pd.DataFrame, stem: str | Path) -> list[Path]:
     for ax, (task, value, label) in zip(axes[0], panels):
         rows = results[results.task == task]
         for method, name in METHOD_NAMES.items():
-            line = rows[rows.method == method].sort_values("truncation")
+            line = rows[rows.method == method].groupby("truncation")[value].agg(["mean", "std"])
             if len(line):
-                ax.plot(line.truncation, line[value], marker="o", label=name)
+                ax.errorbar(line.index, line["mean"], yerr=line["std"].fillna(0), marker="o", capsize=3, label=name)
         ax.set_title(task)
         ax.set_xlabel("truncation T")
         ax.set_ylabel(label)

@@ -5,8 +5,8 @@
         --steps 5000 --out docs/results/paper_table_cifar10
 
 trains FCN-{3,4,5,6} (and CNN-3, or ``--cnn-layers``, with ``--cnn``) with No Bprop, Bprop, DNI and cDNI for each of
-``--seeds``, through a process pool (one thread per run), and writes ``runs.csv`` (one row per
-run, with wall time), ``table.md`` (our test errors, mean ± sample sd over the seeds, next to
+``--seeds``, through a process pool (one thread per run; a dask cluster with ``--scheduler-address``),
+and writes ``runs.csv`` (one row per run, with wall time), ``table.md`` (our test errors, mean ± sample sd over the seeds, next to
 the paper's) and ``provenance.json``; with ``--validation`` each run also scores a held-out
 part of the training set (``val_error_%``), on which to choose settings. Each finished run leaves ``runs/<name>/table_row.json``,
 so an interrupted table resumes where it stopped.
@@ -28,6 +28,8 @@ import torch
 from tqdm import tqdm
 
 from analysis.learning_curves import load_runs, plot_learning_curves
+from analysis.tables import mean_sd
+from sglab.executors import open_executor
 from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.training.config import ClassifyConfig
 
@@ -136,8 +138,7 @@ def markdown_table(runs: pd.DataFrame) -> str:
                "seeds": group["seed"].nunique() if "seed" in group else 1}
         for method, cell in group.groupby("method", sort=False):
             errors, paper = cell["test_error_%"], cell["paper_test_error_%"].iloc[0]
-            ours = f"{errors.mean():.1f}" + (f" ± {errors.std(ddof=1):.1f}" if len(errors) > 1 else "")
-            row[method] = ours + ("" if pd.isna(paper) else f" ({paper:.1f})")
+            row[method] = mean_sd(errors) + ("" if pd.isna(paper) else f" ({paper:.1f})")
         row["training time (s)"] = f"{group['train_time_s'].sum():.0f}"
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation", type=float, default=0.0,
                         help="fraction of the training set held out; runs.csv gets its error (select on it)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scheduler-address", default=None,
+                        help="train on this dask.distributed scheduler instead of a local process pool")
     parser.add_argument("--out", type=Path, default=Path("docs/results/paper_table"))
     args = parser.parse_args(argv)
     unknown = sorted(set(args.methods) - set(METHODS))
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     todo = configs(args)
     started = time.perf_counter()
     results = {}
-    with cf.ProcessPoolExecutor(args.workers) as pool:
+    with open_executor(args.workers, args.scheduler_address) as pool:
         futures = {}
         for i, config in enumerate(todo):
             run_dir = args.out / "runs" / run_name(config)

@@ -12,9 +12,10 @@ every unlocked method (``sglab sweep --frontier``; :mod:`analysis.frontier` read
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ import pandas as pd
 
 from sglab.costprofile import CostProfile
 from sglab.errors import SglabError
+from sglab.executors import open_executor
 from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.methods import get_method, method_names
 from sglab.partition import regroup
 from sglab.sim.api import simulate
-from sglab.sim.errors import SimError, SimUsageError
+from sglab.sim.errors import SimUsageError
 from sglab.sim.options import SimOptions
 from sglab.sim.pipeline import devices_for
 from sglab.sim.spec import hardware_from_dict, hardware_to_dict, load_hardware
@@ -153,7 +155,7 @@ def run_sweep(profile: CostProfile, grid: SweepGrid | Sequence[SweepGrid], execu
 
     ``executor`` is used as given; otherwise a ``dask.distributed`` client's executor when
     ``scheduler_address`` is set (a scheduler that does not answer within ``connect_timeout_s``
-    is a :class:`SimError`), else a process pool of ``workers`` processes.
+    is an :class:`~sglab.errors.SglabError`), else a process pool of ``workers`` processes.
     """
     from tqdm.auto import tqdm
 
@@ -161,37 +163,14 @@ def run_sweep(profile: CostProfile, grid: SweepGrid | Sequence[SweepGrid], execu
         raise SimUsageError(f"workers must be >= 1, got {workers}")
     grids = (grid,) if isinstance(grid, SweepGrid) else tuple(grid)
     points = [point for g in grids for point in g.points(profile)]
-    owned, client = None, None
-    if executor is None:
-        if scheduler_address:
-            client = _dask_client(scheduler_address, connect_timeout_s)
-            executor = owned = client.get_executor()
-        else:
-            executor = owned = ProcessPoolExecutor(max_workers=workers)
-    try:
+    with contextlib.ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(open_executor(workers, scheduler_address, connect_timeout_s))
         futures = {executor.submit(run_point, point): i for i, point in enumerate(points)}
         rows: list[dict | None] = [None] * len(points)
         for future in tqdm(as_completed(futures), total=len(futures), desc="simulating", disable=not progress):
             rows[futures[future]] = future.result()
-    finally:
-        if owned is not None:
-            owned.shutdown()
-        if client is not None:
-            client.close()
     return pd.DataFrame(rows)
-
-
-def _dask_client(address: str, timeout_s: float):
-    """A ``dask.distributed`` client of the scheduler at ``address``, or one clear error."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise SimError("a scheduler address needs dask.distributed (pip install distributed)") from None
-    try:
-        return Client(address, timeout=timeout_s)
-    except (OSError, TimeoutError, ValueError) as err:  # refused, unreachable, timed out, malformed address
-        raise SimError(f"cannot reach the dask scheduler at {address} within {timeout_s:g} s "
-                       f"({type(err).__name__}: {err}); is it running and reachable from here?") from None
 
 
 def write_sweep(table: pd.DataFrame, grid: SweepGrid | Sequence[SweepGrid], out_dir: str | Path) -> list[Path]:

@@ -1,0 +1,70 @@
+"""benchmarks/rnn_tasks.py: seeds, presets, the mean ± sd tables and resuming from kept runs."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.rnn_figures import longest_solved_table
+from analysis.tables import mean_sd
+
+SPEC = importlib.util.spec_from_file_location("rnn_tasks", Path(__file__).parents[1] / "benchmarks" / "rnn_tasks.py")
+rnn_tasks = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(rnn_tasks)
+
+
+def test_mean_sd_cells():
+    assert mean_sd([2.0, 3.0, 4.0]) == "3.0 ± 1.0"
+    assert mean_sd([1.2345], digits=2) == "1.23"
+    assert mean_sd([]) == "–"
+
+
+def test_the_paper_preset_has_the_papers_vectors_and_network_and_seeds_are_innermost(tmp_path):
+    configs = rnn_tasks.jobs(["copy"], tmp_path / "none.txt", scale=1.0, seeds=3, preset="paper")
+    assert len(configs) == 5 * 3 * 3
+    assert {(c.bits, c.hidden) for c in configs} == {(8, 256)}
+    assert [c.seed for c in configs[:4]] == [0, 1, 2, 0]
+    assert rnn_tasks.run_name(configs[1]) == "copy-nobprop-T2-s1"
+
+
+def test_longest_solved_cells_are_mean_and_sd_over_seeds():
+    rows = pd.DataFrame([{"task": "copy", "method": "dni", "truncation": 3, "longest_solved": v, "seed": s}
+                         for s, v in enumerate([4, 6, 8])]
+                        + [{"task": "copy", "method": "bptt", "truncation": 3, "longest_solved": 2, "seed": 0}])
+    table = longest_solved_table(rows)
+    assert "| copy | DNI | 6.0 ± 2.0 |" in table
+    assert "| copy | BPTT | 2 |" in table  # one seed: the value alone
+
+
+def test_two_seeds_write_mean_sd_tables_and_a_rerun_reads_the_kept_runs(tmp_path, monkeypatch):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["--tasks", "copy", "--scale", "0.002", "--seeds", "2", "--runs", str(runs),
+            "--out", str(out), "--figures", str(out)]
+    assert rnn_tasks.main(argv) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 30 and sorted(set(results.seed)) == [0, 1]
+    assert "Mean ± sample sd over 2 seeds per cell." in (out / "tables.md").read_text()
+    assert (out / "rnn_tables.png").is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(rnn_tasks, "train", no_training)
+    assert rnn_tasks.main(argv) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
+    with pytest.raises(AssertionError, match="trained again"):  # a changed budget is a new run
+        rnn_tasks.main([*argv[:3], "0.004", *argv[4:]])
+
+
+def test_runs_go_to_a_dask_cluster_when_given_one(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster:
+        assert rnn_tasks.main(["--tasks", "copy", "--scale", "0.001", "--out", str(out), "--figures", str(out),
+                               "--scheduler-address", cluster.scheduler_address]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.truncation[:3]) == [2, 2, 2] and len(results) == 15  # table order, whatever finished first
