@@ -27,7 +27,9 @@ them; a file without them loads with the defaults): ``measurement.spread`` (what
 is, ``"iqr"``), ``measurement.threads``, ``measurement.sglab_version``, ``measurement.notes``;
 per stage ``samples`` (timings behind each median), ``synthesizer_parameter_bytes`` (the gradient
 synthesizer the stage runs in S/T) and ``input_model_parameter_bytes`` (the input synthesizer it
-runs in SI/TI); and top-level ``totals`` (whole-model timings from the same run, e.g.
+runs in SI/TI), ``chunks`` (the stage's clock: how many times it runs its ops per step, 1 by
+default; an RNN chain's network ``k`` runs one chunk per message it sends, its times and bytes
+are per chunk, see :mod:`sglab.sim.clocks`); and top-level ``totals`` (whole-model timings from the same run, e.g.
 ``forward_ns`` for all stages' forwards as one call, ``step_ns`` for a whole training step,
 ``host_ns_per_step`` for the part of an in-run step outside the timed ops).
 ``docs/profiler.md`` documents every field.
@@ -78,7 +80,8 @@ class Measurement:
 
 @dataclass
 class StageCost:
-    """Measured costs of one stage; ``times_ns`` maps op name to integer nanoseconds."""
+    """Measured costs of one stage; ``times_ns`` maps op name to integer nanoseconds (per chunk where
+    ``chunks``, the times the stage runs its ops per step, is above 1)."""
 
     index: int
     name: str
@@ -91,6 +94,7 @@ class StageCost:
     samples: dict[str, int] = field(default_factory=dict)
     synthesizer_parameter_bytes: int = 0
     input_model_parameter_bytes: int = 0
+    chunks: int = 1
 
     def time(self, op: str) -> int:
         """The cost of ``op`` in ns; a clear error if the profile did not measure it."""
@@ -244,6 +248,9 @@ def _stage_from_dict(raw: Any, position: int) -> StageCost:
         if key in raw:
             sizes[key] = _get(raw, key, int, prefix)
             _require(sizes[key] >= 0, prefix + key, f"must be >= 0, got {sizes[key]}")
+    if "chunks" in raw:
+        sizes["chunks"] = _get(raw, "chunks", int, prefix)
+        _require(sizes["chunks"] >= 1, prefix + "chunks", f"must be >= 1 (runs of the stage per step), got {sizes['chunks']}")
     peak = raw.get("peak_memory_bytes")
     peak_ok = peak is None or (isinstance(peak, int) and not isinstance(peak, bool) and peak >= 0)
     _require(peak_ok, prefix + "peak_memory_bytes", f"must be null or an integer >= 0, got {peak!r}")

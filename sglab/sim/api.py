@@ -20,6 +20,7 @@ from typing import Any
 
 from sglab.costprofile import CostProfile
 from sglab.methods import Method, get_method, method_names
+from sglab.sim.clocks import build_clocked_steps, is_clocked
 from sglab.sim.costs import CostModel
 from sglab.sim.data_parallel import add_replicas, replica_placements, replicated_profile
 from sglab.sim.engine import Engine
@@ -104,7 +105,8 @@ def _new_graph(profile: CostProfile, hardware: Hardware, placement: list[int], m
                options: SimOptions) -> TaskGraph:
     costs = CostModel(options.synth_cost_ratio, options.override_synth, host_ns_per_batch(profile, options))
     base = method.method if isinstance(method, UserSchedule) else method
-    policy = "static" if base.policy == "static" else "priority"
+    # stages on their own clocks are built chunk by chunk, with no static device order
+    policy = "static" if base.policy == "static" and not is_clocked(profile) else "priority"
     return TaskGraph(profile, hardware, placement, costs, method.name, policy)
 
 
@@ -112,6 +114,8 @@ def add_ops(graph, method: Method | UserSchedule, options: SimOptions) -> None:
     """Add ``options.steps`` steps of ``method`` to ``graph``, its stages on ``graph.placement``."""
     if isinstance(method, UserSchedule):
         build_pipeline(graph, method.method, user_orders(method, graph.placement), options)
+    elif is_clocked(graph.profile):
+        build_clocked_steps(graph, method, options)
     elif method.pipelined:
         build_pipeline(graph, method, method_orders(method, graph.placement, options.microbatches), options)
     else:

@@ -1,4 +1,4 @@
-"""The RNN chain's cost profile: a stage per network, costs per episode, and the simulated speedup of unlocking."""
+"""The RNN chain's cost profile: a stage per network on its own clock, and the simulated speedup of unlocking."""
 
 from __future__ import annotations
 
@@ -32,12 +32,12 @@ def made_up_profile() -> CostProfile:
     return profile_from_samples(samples, sizes, REPEATS, "cdni", measurement, {"name": "rnn-chain"})
 
 
-def test_each_network_is_one_stage_costing_its_chunks_per_episode(tmp_path):
+def test_each_network_is_one_stage_with_its_costs_per_chunk_and_its_chunks_per_episode(tmp_path):
     profile = made_up_profile()
     assert profile.num_stages == 3
-    assert profile.stages[0].times_ns == {"F": 200, "S": 20, "B": 400, "U": 60, "T": 40}
-    assert profile.stages[0].samples == {op: 2 for op in PER_CHUNK[0]}
-    assert profile.stages[1].times_ns == PER_CHUNK[1] and profile.stages[2].times_ns == PER_CHUNK[2]
+    assert [s.times_ns for s in profile.stages] == PER_CHUNK
+    assert [s.chunks for s in profile.stages] == CHUNKS
+    assert profile.stages[0].samples == {op: 2 * REPEATS for op in PER_CHUNK[0]}
     assert CostProfile.load(profile.save(tmp_path / "chain.json")).stages == profile.stages
 
 
@@ -66,8 +66,9 @@ def test_a_measured_chain_profile_has_a_stage_per_network_and_feeds_the_simulato
 
     profile = _measured([])
     assert [set(s.times_ns) for s in profile.stages] == [{"F", "S", "B", "U", "T"}, {"F", "S", "B", "U", "T"}, {"F", "B", "U"}]
-    assert [s.samples["F"] for s in profile.stages] == [6, 2, 2]  # chunks per episode of 12 symbols
-    assert profile.stages[0].activation_bytes == 6 * 4 * 3 * 4  # 6 messages of batch 4, 3 wide, float32
+    assert [s.chunks for s in profile.stages] == [6, 2, 2]  # chunks per episode of 12 symbols
+    assert profile.stages[0].activation_bytes == 4 * 3 * 4  # a message: batch 4, 3 wide, float32
+    assert profile.stages[0].gradient_bytes == 3 * 4 * 3 * 4  # network 1's chunk reads 3 messages
     result = simulate(profile, "cluster-10gbe", "cdni", steps=4)
     assert result.summary["num_stages"] == 3 and result.summary["makespan_ns"] > 0
 
@@ -83,6 +84,6 @@ def test_sglab_train_rnn_chain_profile_writes_a_profile_the_simulator_reads(tmp_
             "--eval-episodes", "8", "--no-progress", "--profile", "--out", str(out)]
     assert sglab_main(argv) == 0
     profile = CostProfile.load(out / "profile.json")
-    assert [s.samples["F"] for s in profile.stages] == [6, 3, 3]  # default ratios 2, 2 and 3 ticks of the last network
+    assert [s.chunks for s in profile.stages] == [6, 3, 3]  # default ratios 2, 2 and 3 ticks of the last network
     assert profile.measurement.repeats == 1 and profile.model["config"]["ratios"] == [2, 2]
     assert sglab_main(["simulate", "--profile", str(out / "profile.json"), "--method", "cdni", "--steps", "4"]) == 0
