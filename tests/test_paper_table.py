@@ -39,3 +39,19 @@ def test_table_gives_mean_and_sample_sd_over_seeds():
     assert "42.0 ± 2.0 (42.5)" in table
     assert "| 45.0 " in table and "(nan)" not in table
     assert table.splitlines()[-1].rstrip().endswith("| 35                  |")  # time summed over the row's runs
+
+
+def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_other_settings_is_not_reused(tmp_path):
+    import argparse
+
+    args = argparse.Namespace(dataset="mnist", data_dir=None, steps=100, lr=3e-4, synth_hidden_layers=1,
+                              validation=0.0, device="cpu", layers=[3, 4], cnn=False, cnn_layers=[3], cnn_steps=10,
+                              methods=["bprop", "dni", "cdni"], seeds=[0], selected=True)
+    settings = {(c.layers, c.method): (c.lr, c.synth_hidden_layers) for c in paper_table.configs(args)}
+    assert settings[(3, "dni")] == (1e-3, 1) and settings[(3, "cdni")] == (3e-4, 0)
+    assert settings[(3, "bprop")] == settings[(4, "dni")] == settings[(4, "cdni")] == (3e-4, 1)
+    config = ClassifyConfig(method="dni", layers=3, steps=100, lr=1e-3)
+    (tmp_path / "table_row.json").write_text('{"steps": 100, "lr": 0.0003, "synth_hidden_layers": 1, '
+                                             '"status": "completed"}')
+    assert paper_table.finished_row(config, tmp_path) is None
+    assert paper_table.finished_row(ClassifyConfig(method="dni", layers=3, steps=100, lr=3e-4), tmp_path) is not None
