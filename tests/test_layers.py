@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The layers, lowest first; a unit is a top-level module or subpackage of sglab.
 LAYERS = [
-    {"errors", "io", "config", "ops", "schedules", "methods", "trace", "costprofile", "partition", "allocator"},
+    {"errors", "io", "config", "ops", "schedules", "methods", "trace", "costprofile", "partition", "allocator",
+     "executors"},
     {"data", "tasks", "models", "dni"},
     {"exec"},
     {"probes"},
