@@ -5,6 +5,9 @@ by a call of :mod:`sglab.exec.ops`; backprop, DNI, cDNI, stochastic updates and 
 and complete unlocking are the same runner over different dependency sets: backward locking
 is simply ``B_i`` taking its output gradient from ``B_{i+1}`` instead of from ``S_i``.
 Each op runs inside ``observer.op(action)``, and an observer that wants them sees its tensors.
+With no observer, backprop (whose ops are one forward chain and one backward chain) runs as one
+forward and one autograd call: bitwise the same step (tested), without the per-stage backward
+calls and input leaves that only an observer of single ops needs.
 
 The synthesizers' objective (:class:`~sglab.dni.losses.SynthObjective`) picks what S and T do:
 
@@ -111,6 +114,8 @@ class ChainRunner:
         self._order = lru_cache(maxsize=None)(lambda active, locked: method.step_order(self.chain, active, locked))
         self._learns = [method.learns(i, self.chain) for i in range(self.num_stages)]
         self._input_grad = method.gradient in ("true", "synthetic")  # someone reads each stage's input gradient
+        self._fusable = method.gradient == "true" and not (method.pipelined or method.split_backward or method.weight_delay
+                                                           or method.synthetic_inputs) and method.update_prob >= 1
         self._steps = 0
 
     def _check(self) -> None:
@@ -137,6 +142,8 @@ class ChainRunner:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, observer: Observer | None = None) -> StepResult:
         """Run one training step on the batch ``(x, y)``."""
+        if observer is None and self._fusable:
+            return self._fused_step(x, y)
         observer = as_observer(observer)
         observer.begin_step(self._steps)
         self._steps += 1
@@ -150,6 +157,22 @@ class ChainRunner:
             if observer.wants_tensors:
                 observer.tensors(action, {k: v.detach() for k, v in seen.items() if v is not None})
         return wires.result
+
+    def _fused_step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """Backprop's step with nobody watching its ops: every F as one graph, one backward, every U."""
+        self._steps += 1
+        h = x
+        for stage in self.stages:
+            h = stage(h)
+        loss, error = self.criterion(h, y)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in self.optimizers:
+            ops.update(optimizer)
+        everyone = (True,) * self.num_stages
+        return StepResult(loss=float(loss.detach()), error=float(error), active=everyone,
+                          locked=self.method.waiting(everyone, (False,) * self.num_stages))
 
     # ---- the ops: each gathers its tensors, calls sglab.exec.ops, stores what it made --------
 

@@ -109,3 +109,18 @@ def test_the_two_rnn_runner_computes_the_same_with_an_observer(method):
     assert_bitwise(state(plain.modules().values(), plain.optimizers().values()),
                    state(watched.modules().values(), watched.optimizers().values()))
     assert {a.microbatch for a in reader.ops} == {0, 1, 2}  # one chunk per B tick
+
+
+@pytest.mark.parametrize("model", ["fcn", "cnn"])
+def test_unobserved_backprop_runs_fused_and_bitwise_the_same_as_op_by_op(model):
+    config = ClassifyConfig(method="bprop", model=model, layers=3, width=12, channels=4, batch_size=8)
+    fused = build_chain(config, (1, 8, 8), 10)
+    op_by_op = copy.deepcopy(fused)
+    generator = torch.Generator().manual_seed(5)
+    seen = Reader()
+    for _ in range(3):
+        x, y = torch.rand(8, 1, 8, 8, generator=generator), torch.randint(0, 10, (8,), generator=generator)
+        a, b = fused.step(x, y), op_by_op.step(x, y, seen)
+        assert (a.loss, a.error, a.active, a.locked) == (b.loss, b.error, b.active, b.locked)
+    assert_bitwise(state(fused.stages, fused.optimizers), state(op_by_op.stages, op_by_op.optimizers))
+    assert len(seen.ops) == 3 * 9  # the observed runner still ran every op: F, B, U of 3 stages
