@@ -23,7 +23,8 @@ from simfixtures import build_profile  # noqa: E402
 
 @pytest.mark.slow
 def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
-    report = run_demo(DemoConfig(out=str(tmp_path), steps=12, batch_size=32, real_steps=10, progress=False))
+    report = run_demo(DemoConfig(out=str(tmp_path), steps=12, batch_size=32, real_steps=10, chain_steps=8,
+                                 progress=False))
     assert {row["method"] for row in report["training"]["table"]} == {"bprop", "dni", "cdni"}
     for name in ["comparison.md", "figures/learning_curves.png", "figures/learning_curves.pdf", "profile.json",
                  "simulation/sim_summary.csv", "report.md", "demo.json"]:
@@ -39,6 +40,19 @@ def test_demo_writes_table_figures_profile_simulation_and_report(tmp_path):
     assert json.loads((tmp_path / "demo.json").read_text())["training"]["table"]
     check_frontier_section(tmp_path, text)
     check_real_run_section(tmp_path, text)
+    assert "## 6. Networks on their own clocks" in text and "chunks_per_episode" in text
+
+
+def test_demo_rnn_chain_profiles_each_network_on_its_clock_and_simulates_it(tmp_path):
+    from sglab.costprofile import CostProfile
+    from sglab.demo.rnn_chain import demo_rnn_chain, render_section
+
+    section = demo_rnn_chain(8, 0, tmp_path)
+    profile = CostProfile.load(tmp_path / "rnn_chain_profile.json")
+    assert [s.chunks for s in profile.stages] == [n["chunks_per_episode"] for n in section["networks"]] == [6, 3, 3]
+    assert [row["method"] for row in section["simulation"]] == ["cdni", "bprop"]
+    assert all(row["steady_speedup"] > 0 for row in section["simulation"])
+    assert "one network per node, each on its own clock" in render_section(section)
 
 
 def check_frontier_section(out, text):

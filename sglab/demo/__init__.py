@@ -8,7 +8,9 @@
 5. run DNI for real on this machine, one process per stage of an FCN-2 (:mod:`sglab.dist`), and set
    its step time beside the simulator's prediction from an in-run profile and a probe of this machine
    (:mod:`sglab.demo.real_run`; ``--no-real-run`` skips it);
-6. write ``report.md`` tying the numbers and figures together.
+6. train a chain of three RNNs on their own clocks briefly, profile it and simulate it network by
+   network (:mod:`sglab.demo.rnn_chain`);
+7. write ``report.md`` tying the numbers and figures together.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class DemoConfig:
     real_run: bool = True
     # 8: the profile leaves its first steps out and a steady step needs the middle half of several more
     real_steps: int = spec(60, ge=8)
+    #: Stage 6 (:mod:`sglab.demo.rnn_chain`): steps of the RNN chain (the first 5 are left out of its profile).
+    chain_steps: int = spec(40, ge=7)
 
     def __post_init__(self) -> None:
         check_fields(self, "demo option")
@@ -69,6 +73,7 @@ def run_demo(config: DemoConfig) -> dict:
     """Run every demo stage and return what the report shows."""
     from sglab.data import load_dataset
     from sglab.demo.real_run import demo_real_run
+    from sglab.demo.rnn_chain import demo_rnn_chain
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +85,7 @@ def run_demo(config: DemoConfig) -> dict:
     report["profile"] = _profile(config, dataset, out)
     report["simulation"] = _simulate(out, report["profile"])
     report["real_run"] = demo_real_run(config, dataset, out)
+    report["rnn_chain"] = demo_rnn_chain(config.chain_steps, config.seed, out, config.progress)
     report["wall_time_s"] = time.perf_counter() - started
     atomic_write_json(out / "demo.json", report)
     atomic_write_text(out / "report.md", render_report(report))
@@ -141,6 +147,7 @@ def render_report(report: dict) -> str:
     """The demo's short Markdown report."""
     import pandas as pd
 
+    from sglab.demo import rnn_chain
     from sglab.demo.real_run import render_section
 
     table = pd.DataFrame(report["training"]["table"])
@@ -187,6 +194,10 @@ def render_report(report: dict) -> str:
         "## 5. Real 2-process DNI run against its prediction",
         "",
         render_section(report["real_run"]),
+        "",
+        "## 6. Networks on their own clocks",
+        "",
+        rnn_chain.render_section(report["rnn_chain"]),
         "",
     ]
     return "\n".join(lines)
