@@ -185,11 +185,10 @@ def run_all(todo: list[tuple[RunConfig, Path | None]], processes: int,
     """Every run's summary row (in ``todo``'s order) and the two-RNN evaluation rows, printing a
     line per finished run."""
     results: dict[int, tuple[dict, list[dict]]] = {}
-    if processes == 1 and not scheduler_address:
-        finished = ((i, run_one(job)) for i, job in enumerate(todo))
-        for i, output in finished:
-            results[i] = output
-            print(_line(output[0]), flush=True)
+    if processes == 1 and not scheduler_address:  # in this process: no pool to start (and tests can patch it)
+        for i, job in enumerate(todo):
+            results[i] = run_one(job)
+            print(_line(results[i][0]), flush=True)
     else:
         with open_executor(processes, scheduler_address) as pool:
             futures = {pool.submit(run_one, job): i for i, job in enumerate(todo)}

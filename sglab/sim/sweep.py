@@ -29,7 +29,6 @@ from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.methods import get_method, method_names
 from sglab.partition import regroup
 from sglab.sim.api import simulate
-from sglab.sim.errors import SimUsageError
 from sglab.sim.options import SimOptions
 from sglab.sim.pipeline import devices_for
 from sglab.sim.spec import hardware_from_dict, hardware_to_dict, load_hardware
@@ -155,12 +154,11 @@ def run_sweep(profile: CostProfile, grid: SweepGrid | Sequence[SweepGrid], execu
 
     ``executor`` is used as given; otherwise a ``dask.distributed`` client's executor when
     ``scheduler_address`` is set (a scheduler that does not answer within ``connect_timeout_s``
-    is an :class:`~sglab.errors.SglabError`), else a process pool of ``workers`` processes.
+    is an :class:`~sglab.errors.SglabError`), else a process pool of ``workers`` processes
+    (:func:`sglab.executors.open_executor`, which refuses ``workers < 1``).
     """
     from tqdm.auto import tqdm
 
-    if workers is not None and workers < 1:
-        raise SimUsageError(f"workers must be >= 1, got {workers}")
     grids = (grid,) if isinstance(grid, SweepGrid) else tuple(grid)
     points = [point for g in grids for point in g.points(profile)]
     with contextlib.ExitStack() as stack:
