@@ -30,6 +30,15 @@ def test_the_paper_preset_has_the_papers_vectors_and_network_and_seeds_are_inner
     assert rnn_tasks.run_name(configs[1]) == "copy-nobprop-T2-s1"
 
 
+def test_the_synthesizer_lr_goes_only_to_methods_with_a_synthesizer(tmp_path):
+    configs = rnn_tasks.jobs(["copy", "charlm", "two-rnn"], tmp_path / "none.txt", scale=1.0, preset="paper")
+    by_method = {(c.task, c.method): c.synth_lr for c in configs}
+    assert by_method[("copy", "dni")] == by_method[("charlm", "dni-aux")] == 3e-6
+    # truncated BPTT's config is the one it had before the preset chose a synthesizer lr
+    assert by_method[("copy", "nobprop")] is None and by_method[("charlm", "nobprop")] is None
+    assert {c.synth_lr for c in configs if c.task == "two-rnn"} == {None}
+
+
 def test_longest_solved_cells_are_mean_and_sd_over_seeds():
     rows = pd.DataFrame([{"task": "copy", "method": "dni", "truncation": 3, "longest_solved": v, "seed": s}
                          for s, v in enumerate([4, 6, 8])]
