@@ -28,7 +28,8 @@ class RunConfig:
             milestone step (the paper's ÷10 drops).
         eval_every: steps between evaluations and checkpoints (and one at the end).
         log_every: steps between training-metric rows.
-        divergence_loss: a training loss above this (or not finite) stops the run as diverged.
+        divergence_loss: a training loss above this (or not finite) stops the run as diverged; so
+            does a synthesizer's regression loss above it.
         probe_every: every this many steps, compare each interface's synthetic gradient with the
             true one (fidelity probes); None: never. Probes change nothing the run computes.
         seed, device: the usual; ``device`` is auto, cpu, cuda or cuda:N.

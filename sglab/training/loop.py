@@ -10,8 +10,8 @@ many steps, how close each interface's synthetic gradient is to the true one; it
 in the checkpoint). A task is a :class:`~sglab.training.session.Session`; the loop is the same
 for every one:
 
-- a non-finite or exploding training loss stops the run with a message, keeping the last good
-  checkpoint and writing the metrics so far;
+- a non-finite or exploding training loss, or a synthesizer's exploding regression loss, stops
+  the run with a message, keeping the last good checkpoint and writing the metrics so far;
 - a checkpoint is written only when the weights are finite and a loss computed with them
   (:meth:`Session.judge_loss`) is finite and below the divergence limit;
 - ``resume=True`` continues from the checkpoint and gives the uninterrupted run's result
@@ -115,10 +115,14 @@ def train(config: RunConfig, out_dir: str | Path, *, resume: bool = False, progr
             probes.collect(step)
             elapsed += time.perf_counter() - tick
             final = step == config.steps or session.finished
-            if step % config.log_every == 0 or final or not _sane(row["loss"], config):
+            runaway = _runaway_synthesizer(row, config)
+            if step % config.log_every == 0 or final or not _sane(row["loss"], config) or runaway:
                 rows.append({"kind": "train", "step": step, "time_s": elapsed, **row})
             if not _sane(row["loss"], config):
                 _stop(run, config, session, rows, probes, step, elapsed, last_good, f"loss became {row['loss']}", bar)
+            if runaway:
+                _stop(run, config, session, rows, probes, step, elapsed, last_good, runaway, bar,
+                      hint=f"Try a smaller --synth-lr (now {config.synth_lr or config.lr:g}).")
             if step % config.eval_every == 0 or final:
                 evaluation = session.evaluate(step)
                 rows += [{"kind": "eval", "step": step, "time_s": elapsed, **r} for r in evaluation]
@@ -172,6 +176,18 @@ def _sane(loss: float, config: RunConfig) -> bool:
     return finite(loss) and loss <= config.divergence_loss
 
 
+def _runaway_synthesizer(row: dict[str, Any], config: RunConfig) -> str | None:
+    """What a synthesizer's regression loss above the divergence limit says, or None.
+
+    A synthesizer can diverge while the task's loss still looks sane (its overshoot feeds the
+    network a large but bounded gradient); NaN means no synthesizer trained this step.
+    """
+    for name, value in row.items():
+        if name.startswith("synth_loss") and value is not None and value > config.divergence_loss:
+            return f"the synthesizer's loss ({name}) became {value:g}"
+    return None
+
+
 def _config_record(config: RunConfig, session: Session, device, history: list) -> dict[str, Any]:
     return {"task": config.task_name, "config": config.to_dict(), "seed": config.seed, "device": str(device),
             **session.describe(), "resumed": history, **provenance()}
@@ -191,14 +207,14 @@ def _save(run: RunDir, config: RunConfig, session: Session, step: int, elapsed: 
 
 
 def _stop(run: RunDir, config: RunConfig, session: Session, rows: list, probes: FidelityLog, step: int, elapsed: float,
-          last_good: int, what: str, bar) -> None:
+          last_good: int, what: str, bar, hint: str | None = None) -> None:
     bar.close()
     _write_rows(run, rows, probes)
     run.write_summary({**_summary(config, session, rows, step, elapsed, "diverged", last_good), "diverged_at_step": step})
     kept = (f"the last good checkpoint (step {last_good}) is kept in {run.checkpoint}" if last_good
             else "no checkpoint was written yet")
     raise TrainingDiverged(f"{what} at step {step} (limit {config.divergence_loss:g}); training stopped and {kept}. "
-                           f"Try a smaller --lr (now {config.lr:g}).")
+                           + (hint or f"Try a smaller --lr (now {config.lr:g})."))
 
 
 def _summary(config: RunConfig, session: Session, rows: list, step: int, elapsed: float, status: str,

@@ -10,7 +10,7 @@ import torch
 from sglab.config import ConfigError
 from sglab.errors import SglabError
 from sglab.methods import METHODS, method_names
-from sglab.training import ClassifyConfig, TrainingDiverged, train
+from sglab.training import ClassifyConfig, CopyConfig, TrainingDiverged, train
 from sglab.training.run_dir import RunDir
 
 
@@ -127,6 +127,20 @@ def test_nan_loss_stops_keeps_a_finite_checkpoint_and_writes_the_metrics(pattern
     assert all(torch.isfinite(t).all() for t in tensors(checkpoint["session"]["modules"]).values())
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert metrics.step.max() == summary["diverged_at_step"]
+
+
+def test_a_runaway_synthesizer_stops_the_run_even_while_the_task_loss_is_sane(tmp_path):
+    # synth_scale 0 keeps the synthetic gradient out of the network, so only the synthesizer's
+    # own regression, at an absurd lr, can go wrong: Adam's first steps overshoot its targets.
+    config = CopyConfig(method="dni", truncation=2, bits=2, hidden=8, batch_size=4, steps=50, eval_every=10,
+                        synth_scale=0.0, synth_lr=10.0, divergence_loss=50.0, device="cpu")
+    with pytest.raises(TrainingDiverged, match=r"synthesizer's loss \(synth_loss\) became .* smaller --synth-lr \(now 10\)"):
+        train(config, tmp_path, progress=False)
+    summary = strict_json(tmp_path / "summary.json")
+    assert summary["status"] == "diverged"
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    last = metrics[metrics.step == summary["diverged_at_step"]].iloc[0]
+    assert last.synth_loss > 50.0 and last.loss < 50.0
 
 
 def test_weights_that_break_after_the_last_loss_are_never_checkpointed(patterns, tmp_path):
