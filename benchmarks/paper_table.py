@@ -11,7 +11,8 @@ the paper's) and ``provenance.json``; with ``--validation`` each run also scores
 part of the training set (``val_error_%``), on which to choose settings. Each finished run leaves ``runs/<name>/table_row.json``,
 so an interrupted table resumes where it stopped.
 The paper trained 500k steps (Adam, batch 256, lr 3e-5 ÷10 at 300k and 400k); pass
-``--steps`` and ``--lr`` to choose the budget, which the outputs record.
+``--steps``, ``--lr``, ``--lr-milestones`` and ``--synth-lr`` to choose the budget and schedule, which the
+outputs record.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from analysis.learning_curves import load_runs, plot_learning_curves
 from analysis.tables import mean_sd
 from sglab.executors import open_executor
 from sglab.io import atomic_write_json, atomic_write_text, provenance
+from sglab.methods import get_method
 from sglab.training.config import ClassifyConfig
 
 #: Table 1 of the paper, MNIST % test error (from ../shared/reference, the slides' copy).
@@ -87,6 +89,8 @@ def run_one(config: ClassifyConfig, out_dir: str) -> dict:
         "steps": config.steps,
         "lr": config.lr,
         "synth_hidden_layers": config.synth_hidden_layers,
+        "lr_milestones": " ".join(map(str, config.lr_milestones)),
+        "synth_lr": config.synth_lr,
         "test_error_%": 100 * summary["final_test_error"],
         "best_test_error_%": 100 * summary["best_test_error"],
         "train_error_%": 100 * summary["final_train_error"],
@@ -107,8 +111,11 @@ def finished_row(config: ClassifyConfig, out_dir: Path) -> dict | None:
     if not path.exists():
         return None
     row = json.loads(path.read_text())
-    same = row["steps"] == config.steps and row.get("lr", config.lr) == config.lr \
-        and row.get("synth_hidden_layers", config.synth_hidden_layers) == config.synth_hidden_layers
+    # Rows written before a setting was recorded ran at that setting's default.
+    wanted = {"steps": config.steps, "lr": config.lr, "synth_hidden_layers": config.synth_hidden_layers,
+              "lr_milestones": " ".join(map(str, config.lr_milestones)), "synth_lr": config.synth_lr}
+    recorded_default = {"lr_milestones": "", "synth_lr": None}
+    same = all(row.get(key, recorded_default.get(key, value)) == value for key, value in wanted.items())
     return row if same and row["status"] == "completed" else None
 
 
@@ -120,6 +127,7 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
         batch_size=256,
         steps=args.steps,
         lr=args.lr,
+        lr_milestones=list(args.lr_milestones),
         eval_every=max(args.steps // 10, 1),
         log_every=50,
         synth_hidden_layers=args.synth_hidden_layers,
@@ -131,11 +139,16 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
     return [
         replace(base, model=model, layers=layers, method=method, seed=seed,
                 steps=args.cnn_steps if model == "cnn" else args.steps,
-                **chosen.get((args.dataset, model, layers, method), {}))
+                **_synth_lr(args.synth_lr, method), **chosen.get((args.dataset, model, layers, method), {}))
         for model, layers in models
         for method in args.methods
         for seed in args.seeds
     ]
+
+
+def _synth_lr(synth_lr: float | None, method: str) -> dict:
+    """``synth_lr`` for a method that has synthesizers; nothing for one that has none (so its runs stay reusable)."""
+    return {"synth_lr": synth_lr} if synth_lr is not None and get_method(method).synthetic_gradients else {}
 
 
 def run_name(config: ClassifyConfig) -> str:
@@ -171,6 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cnn-steps", type=int, default=500)
     parser.add_argument("--layers", type=int, nargs="*", default=[3, 4, 5, 6], help="FCN depths (none: no FCN rows)")
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr-milestones", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
+                        help="comma-separated steps after which every learning rate is divided by 10")
+    parser.add_argument("--synth-lr", type=float, default=None,
+                        help="the synthesizers' learning rate (default: --lr); methods without one ignore it")
     parser.add_argument("--synth-hidden-layers", type=int, default=1)
     parser.add_argument("--methods", type=lambda text: text.split(","), default=list(METHODS),
                         help=f"comma-separated, of {', '.join(METHODS)}")

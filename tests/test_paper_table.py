@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,8 @@ def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_oth
     import argparse
 
     args = argparse.Namespace(dataset="mnist", data_dir=None, steps=100, lr=3e-4, synth_hidden_layers=1,
-                              validation=0.0, device="cpu", layers=[3, 4], cnn=False, cnn_layers=[3], cnn_steps=10,
+                              lr_milestones=[], synth_lr=None, validation=0.0, device="cpu", layers=[3, 4],
+                              cnn=False, cnn_layers=[3], cnn_steps=10,
                               methods=["bprop", "dni", "cdni"], seeds=[0], selected=True)
     settings = {(c.layers, c.method): (c.lr, c.synth_hidden_layers) for c in paper_table.configs(args)}
     assert settings[(3, "dni")] == (1e-3, 1) and settings[(3, "cdni")] == (3e-4, 0)
@@ -55,3 +57,22 @@ def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_oth
                                              '"status": "completed"}')
     assert paper_table.finished_row(config, tmp_path) is None
     assert paper_table.finished_row(ClassifyConfig(method="dni", layers=3, steps=100, lr=3e-4), tmp_path) is not None
+
+
+def test_the_schedule_and_synthesizer_lr_reach_the_runs_and_decide_reuse(tmp_path):
+    import argparse
+
+    args = argparse.Namespace(dataset="mnist", data_dir=None, steps=100, lr=1e-3, synth_hidden_layers=1,
+                              lr_milestones=[40, 80], synth_lr=1e-4, validation=0.0, device="cpu", layers=[3],
+                              cnn=False, cnn_layers=[3], cnn_steps=10, methods=["bprop", "dni", "cdni"], seeds=[0],
+                              selected=False)
+    runs = {c.method: c for c in paper_table.configs(args)}
+    assert all(c.lr_milestones == [40, 80] for c in runs.values())
+    assert runs["dni"].synth_lr == runs["cdni"].synth_lr == 1e-4 and runs["bprop"].synth_lr is None
+    old_row = '{"steps": 100, "lr": 0.001, "synth_hidden_layers": 1, "status": "completed"}'
+    (tmp_path / "table_row.json").write_text(old_row)  # written before the schedule was recorded: constant lr
+    assert paper_table.finished_row(runs["bprop"], tmp_path) is None
+    assert paper_table.finished_row(ClassifyConfig(method="bprop", steps=100, lr=1e-3), tmp_path) is not None
+    (tmp_path / "table_row.json").write_text(old_row[:-1] + ', "lr_milestones": "40 80", "synth_lr": 0.0001}')
+    assert paper_table.finished_row(runs["dni"], tmp_path) is not None
+    assert paper_table.finished_row(replace(runs["dni"], synth_lr=3e-4), tmp_path) is None
