@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     session = load_session(args.run_dir)
+    if session.config.task_name != "classify":
+        sys.exit(f"{args.run_dir}: a {session.config.task_name} run; this compares a classifier's chain of stages")
     if not session.runner.interfaces or session.runner.interfaces[0].synthesizer is None:
         sys.exit(f"{args.run_dir}: the run's method ({session.config.method}) has no gradient synthesizers")
     x, y = (session.x_train, session.y_train) if args.split == "train" else (session.x_test, session.y_test)

@@ -62,11 +62,12 @@ METHODS = ("nobprop", "bprop", "dni", "cdni")
 #: (5,000 steps, seed 0), the linear synthesizer (2.12 % validation error). FCN-3 DNI: of depth 1
 #: at lr 1e-3 or 3e-4, depth 1 with the synthesizers at lr 1e-3, and depth 2, all ÷10 at 15k and
 #: 20k (the paper's drops at 3/5 and 4/5 of its budget), 25,000 steps, seed 0: depth 1, lr 3e-4,
-#: synthesizer lr 1e-3 (2.43 %; the others 2.50-2.67 %).
+#: synthesizer lr 1e-3 (2.43 %; the others 2.50-2.67 %). ``lr_drops_at`` is that schedule as
+#: fractions of the run's steps, so a shorter ``--steps`` drops at the same points of its budget.
 SELECTED = {
     ("mnist", "fcn", 3, "cdni"): {"synth_hidden_layers": 0, "lr": 3e-4},
     ("mnist", "fcn", 3, "dni"): {"synth_hidden_layers": 1, "lr": 3e-4, "synth_lr": 1e-3,
-                                 "lr_milestones": [15000, 20000]},
+                                 "lr_drops_at": (0.6, 0.8)},
 }
 # FCN-4..6 take FCN-3's choices: a 25,000-step grid per depth did not fit the 2-core budget.
 SELECTED.update({("mnist", "fcn", layers, method): SELECTED[("mnist", "fcn", 3, method)]
@@ -92,11 +93,7 @@ def run_one(config: ClassifyConfig, out_dir: str) -> dict:
         "method": config.method,
         "dataset": config.dataset,
         "seed": config.seed,
-        "steps": config.steps,
-        "lr": config.lr,
-        "synth_hidden_layers": config.synth_hidden_layers,
-        "lr_milestones": " ".join(map(str, config.lr_milestones)),
-        "synth_lr": config.synth_lr,
+        **recorded_settings(config),
         "test_error_%": 100 * summary["final_test_error"],
         "best_test_error_%": 100 * summary["best_test_error"],
         "train_error_%": 100 * summary["final_train_error"],
@@ -111,6 +108,12 @@ def run_one(config: ClassifyConfig, out_dir: str) -> dict:
     return row
 
 
+def recorded_settings(config: ClassifyConfig) -> dict:
+    """The settings a table row records, which must match for a finished run to be reused."""
+    return {"steps": config.steps, "lr": config.lr, "synth_hidden_layers": config.synth_hidden_layers,
+            "lr_milestones": " ".join(map(str, config.lr_milestones)), "synth_lr": config.synth_lr}
+
+
 def finished_row(config: ClassifyConfig, out_dir: Path) -> dict | None:
     """The row of a run this script already finished at the same budget (so reruns resume)."""
     path = out_dir / "table_row.json"
@@ -118,8 +121,7 @@ def finished_row(config: ClassifyConfig, out_dir: Path) -> dict | None:
         return None
     row = json.loads(path.read_text())
     # Rows written before a setting was recorded ran at that setting's default.
-    wanted = {"steps": config.steps, "lr": config.lr, "synth_hidden_layers": config.synth_hidden_layers,
-              "lr_milestones": " ".join(map(str, config.lr_milestones)), "synth_lr": config.synth_lr}
+    wanted = recorded_settings(config)
     recorded_default = {"lr_milestones": "", "synth_lr": None}
     same = all(row.get(key, recorded_default.get(key, value)) == value for key, value in wanted.items())
     return row if same and row["status"] == "completed" else None
@@ -142,14 +144,23 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
     )
     models = [("fcn", layers) for layers in args.layers] + ([("cnn", n) for n in args.cnn_layers] if args.cnn else [])
     chosen = SELECTED if args.selected else {}
-    return [
-        replace(base, model=model, layers=layers, method=method, seed=seed,
-                steps=args.cnn_steps if model == "cnn" else args.steps,
-                **{**_synth_lr(args.synth_lr, method), **chosen.get((args.dataset, model, layers, method), {})})
-        for model, layers in models
-        for method in args.methods
-        for seed in args.seeds
-    ]
+    runs = []
+    for model, layers in models:
+        steps = args.cnn_steps if model == "cnn" else args.steps
+        for method in args.methods:
+            cell = _cell_settings(chosen.get((args.dataset, model, layers, method), {}), steps)
+            runs += [replace(base, model=model, layers=layers, method=method, seed=seed, steps=steps,
+                             **{**_synth_lr(args.synth_lr, method), **cell}) for seed in args.seeds]
+    return runs
+
+
+def _cell_settings(chosen: dict, steps: int) -> dict:
+    """A selected cell's settings as config fields: drops at fractions of the budget become milestone steps."""
+    settings = dict(chosen)
+    drops = settings.pop("lr_drops_at", None)
+    if drops:
+        settings["lr_milestones"] = [round(fraction * steps) for fraction in drops]
+    return settings
 
 
 def _synth_lr(synth_lr: float | None, method: str) -> dict:

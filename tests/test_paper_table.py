@@ -51,7 +51,7 @@ def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_oth
                               methods=["bprop", "dni", "cdni"], seeds=[0], selected=True)
     settings = {(c.layers, c.method): (c.lr, c.synth_hidden_layers, c.synth_lr, c.lr_milestones)
                 for c in paper_table.configs(args)}
-    assert settings[(3, "dni")] == (3e-4, 1, 1e-3, [15000, 20000]) and settings[(3, "cdni")] == (3e-4, 0, None, [])
+    assert settings[(3, "dni")] == (3e-4, 1, 1e-3, [60, 80]) and settings[(3, "cdni")] == (3e-4, 0, None, [])
     assert settings[(4, "dni")] == settings[(3, "dni")] and settings[(4, "cdni")] == settings[(3, "cdni")]
     assert settings[(3, "bprop")] == settings[(4, "bprop")] == (3e-4, 1, None, [])
     config = ClassifyConfig(method="dni", layers=3, steps=100, lr=1e-3)
@@ -73,6 +73,7 @@ def test_the_schedule_and_synthesizer_lr_reach_the_runs_and_decide_reuse(tmp_pat
     assert runs["dni"].synth_lr == runs["cdni"].synth_lr == 1e-4 and runs["bprop"].synth_lr is None
     selected = {c.method: c for c in paper_table.configs(argparse.Namespace(**{**vars(args), "selected": True}))}
     assert selected["dni"].synth_lr == 1e-3 and selected["cdni"].synth_lr == 1e-4  # a selected cell's setting wins
+    assert selected["dni"].lr_milestones == [60, 80] and selected["cdni"].lr_milestones == [40, 80]
     old_row = '{"steps": 100, "lr": 0.001, "synth_hidden_layers": 1, "status": "completed"}'
     (tmp_path / "table_row.json").write_text(old_row)  # written before the schedule was recorded: constant lr
     assert paper_table.finished_row(runs["bprop"], tmp_path) is None
