@@ -9,7 +9,8 @@ trains FCN-{3,4,5,6} (and CNN-3, or ``--cnn-layers``, with ``--cnn``) with No Bp
 and writes ``runs.csv`` (one row per run, with wall time), ``table.md`` (our test errors, mean ± sample sd over the seeds, next to
 the paper's) and ``provenance.json``; with ``--validation`` each run also scores a held-out
 part of the training set (``val_error_%``), on which to choose settings. Each finished run leaves ``runs/<name>/table_row.json``,
-so an interrupted table resumes where it stopped.
+so an interrupted table resumes where it stopped. ``--combine a/runs.csv b/runs.csv --out c`` trains nothing
+and writes one table from tables run separately (say, one depth at a time).
 The paper trained 500k steps (Adam, batch 256, lr 3e-5 ÷10 at 300k and 400k); pass
 ``--steps``, ``--lr``, ``--lr-milestones`` and ``--synth-lr`` to choose the budget and schedule, which the
 outputs record.
@@ -189,6 +190,22 @@ def markdown_table(runs: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def combined_runs(csvs: list[Path]) -> pd.DataFrame:
+    """The rows of several tables' ``runs.csv`` as one table's, in Table 1's order. Refuses what one
+    table cannot show: a run that appears twice, or one model trained for different numbers of steps."""
+    runs = pd.concat([pd.read_csv(csv) for csv in csvs], ignore_index=True)
+    key = ["dataset", "model", "layers", "method", "seed"]
+    twice = runs[runs.duplicated(key, keep=False)]
+    if len(twice):
+        raise ValueError(f"--combine: these runs appear in more than one file: {twice[key].to_dict('records')}")
+    steps = runs.groupby(["model", "layers"])["steps"].nunique()
+    if (steps > 1).any():
+        raise ValueError(f"--combine: one table row cannot mix budgets; {list(steps[steps > 1].index)} "
+                         "were trained for different --steps")
+    order = runs["method"].map({m: i for i, m in enumerate(METHODS)})
+    return runs.assign(_order=order).sort_values(["model", "layers", "_order", "seed"]).drop(columns="_order")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the table and write its files."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,8 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scheduler-address", default=None,
                         help="train on this dask.distributed scheduler instead of a local process pool")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="RUNS_CSV",
+                        help="train nothing: write one table from the runs.csv of earlier invocations")
     parser.add_argument("--out", type=Path, default=Path("docs/results/paper_table"))
     args = parser.parse_args(argv)
+    if args.combine:
+        write_combined(args)
+        return
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}; Table 1 has {', '.join(METHODS)}")
@@ -252,6 +274,21 @@ def main(argv: list[str] | None = None) -> None:
         "runs_reused_from_earlier_invocations": len(todo) - len(futures),
     }
     atomic_write_json(args.out / "provenance.json", {**record, **provenance()})
+    print(table)
+
+
+def write_combined(args: argparse.Namespace) -> None:
+    """``--combine``: one ``runs.csv`` and ``table.md`` from earlier tables' rows, and which files they came from."""
+    try:
+        runs = combined_runs(args.combine)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "runs.csv", runs.to_csv(index=False))
+    table = markdown_table(runs)
+    atomic_write_text(args.out / "table.md", table + "\n")
+    atomic_write_json(args.out / "provenance.json",
+                      {"combined_from": [str(csv) for csv in args.combine], **provenance()})
     print(table)
 
 

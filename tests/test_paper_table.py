@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from sglab.training.config import ClassifyConfig
 
@@ -81,3 +82,27 @@ def test_the_schedule_and_synthesizer_lr_reach_the_runs_and_decide_reuse(tmp_pat
     (tmp_path / "table_row.json").write_text(old_row[:-1] + ', "lr_milestones": "40 80", "synth_lr": 0.0001}')
     assert paper_table.finished_row(runs["dni"], tmp_path) is not None
     assert paper_table.finished_row(replace(runs["dni"], synth_lr=3e-4), tmp_path) is None
+
+
+def _rows(method, layers, steps=100, seeds=(0, 1)):
+    return pd.DataFrame([{"dataset": "mnist", "model": "fcn", "layers": layers, "method": method, "seed": s,
+                          "steps": steps, "test_error_%": 2.0 + s, "paper_test_error_%": 1.9, "train_time_s": 1.0}
+                         for s in seeds])
+
+
+def test_combine_writes_one_table_in_table_1_order_and_refuses_duplicate_runs_and_mixed_budgets(tmp_path):
+    paths = [tmp_path / f"{name}.csv" for name in ("a", "b", "c", "d")]
+    pd.concat([_rows("dni", 5), _rows("bprop", 4)]).to_csv(paths[0], index=False)
+    _rows("bprop", 5).to_csv(paths[1], index=False)
+    paper_table.main(["--combine", str(paths[0]), str(paths[1]), "--out", str(tmp_path / "out")])
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert list(zip(runs["layers"], runs["method"])) == [(4, "bprop")] * 2 + [(5, "bprop")] * 2 + [(5, "dni")] * 2
+    table = (tmp_path / "out" / "table.md").read_text().splitlines()
+    assert table[0].index("bprop") < table[0].index("dni") and "FCN-5" in table[-1] and "2.5 ± 0.7 (1.9)" in table[-1]
+    _rows("dni", 5, seeds=(1,)).to_csv(paths[2], index=False)
+    with pytest.raises(SystemExit, match="more than one file"):
+        paper_table.main(["--combine", str(paths[0]), str(paths[2]), "--out", str(tmp_path / "x")])
+    _rows("bprop", 5, steps=200).to_csv(paths[3], index=False)
+    with pytest.raises(SystemExit, match="mix budgets"):
+        paper_table.main(["--combine", str(paths[0]), str(paths[3]), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
