@@ -288,8 +288,19 @@ def write_combined(args: argparse.Namespace) -> None:
     table = markdown_table(runs)
     atomic_write_text(args.out / "table.md", table + "\n")
     atomic_write_json(args.out / "provenance.json",
-                      {"combined_from": [str(csv) for csv in args.combine], **provenance()})
+                      {"combined_from": [source_record(csv) for csv in args.combine], **provenance()})
     print(table)
+
+
+def source_record(csv: Path) -> dict:
+    """Where a combined table's rows came from: the file, and the machine and date of the table that wrote
+    it (its ``provenance.json`` beside it), since the rows of one combined table may come from different CPUs."""
+    record = {"runs_csv": str(csv)}
+    beside = csv.parent / "provenance.json"
+    if beside.exists():
+        made = json.loads(beside.read_text())
+        record.update({key: made.get(key) for key in ("cpu_model", "cpu_count", "created", "versions")})
+    return record
 
 
 if __name__ == "__main__":

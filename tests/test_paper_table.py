@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,7 +95,10 @@ def test_combine_writes_one_table_in_table_1_order_and_refuses_duplicate_runs_an
     paths = [tmp_path / f"{name}.csv" for name in ("a", "b", "c", "d")]
     pd.concat([_rows("dni", 5), _rows("bprop", 4)]).to_csv(paths[0], index=False)
     _rows("bprop", 5).to_csv(paths[1], index=False)
+    (tmp_path / "provenance.json").write_text(json.dumps({"cpu_model": "Test CPU", "created": "2026-12-01"}))
     paper_table.main(["--combine", str(paths[0]), str(paths[1]), "--out", str(tmp_path / "out")])
+    sources = json.loads((tmp_path / "out" / "provenance.json").read_text())["combined_from"]
+    assert [(s["runs_csv"], s["cpu_model"]) for s in sources] == [(str(p), "Test CPU") for p in paths[:2]]
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert list(zip(runs["layers"], runs["method"])) == [(4, "bprop")] * 2 + [(5, "bprop")] * 2 + [(5, "dni")] * 2
     table = (tmp_path / "out" / "table.md").read_text().splitlines()
