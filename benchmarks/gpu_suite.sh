@@ -71,5 +71,10 @@ step simulate-ib "$PY" -m sglab simulate --profile "$OUT/profile-cnn3-dni.json" 
 step simulate-dgx "$PY" -m sglab simulate --profile "$OUT/profile-cnn3-dni.json" --hardware dgx-a100 \
   --reference-flops "${REFERENCE_FLOPS:-67e12}" --method bprop,dni,1f1b,zb-h1 --out "$OUT/simulate-cnn3-dgx-a100"
 
+# 6. last, since compiling takes a while: the step time with torch.compile, and with CUDA graphs
+#    (reduce-overhead), sglab's modules and the plain loop's alike
+step step-time-compiled "$PY" benchmarks/step_time.py --device "$DEVICE" --rounds "$ROUNDS" \
+  --compile default reduce-overhead --out "$OUT/step_time_compiled"
+
 echo "== done: $OUT/steps.tsv"
 cat "$OUT/steps.tsv"

@@ -33,6 +33,7 @@ import copy
 import random
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +46,8 @@ from sglab.allocator import steady_allocator
 from sglab.config import resolve_device
 from sglab.io import atomic_write_json, atomic_write_text, provenance
 from sglab.profiling.backward_split import fixed_batch
-from sglab.training.build import build_chain
-from sglab.training.config import ClassifyConfig
+from sglab.training.build import build_chain, compile_modules
+from sglab.training.config import COMPILE_MODES, ClassifyConfig
 
 MODELS = {"fcn3": dict(model="fcn", layers=3)}
 OPTIMIZERS = ("adam", "adam-fused")
@@ -93,22 +94,34 @@ def adam(params, lr: float, fused: bool) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, fused=True) if fused else torch.optim.Adam(params, lr=lr)
 
 
-def variants(name: str, optimizer: str, device: torch.device, batch: tuple) -> dict:
-    """The four step functions of one model and optimizer, each on its own copy of the weights."""
+def setting_name(optimizer: str, compile_mode: str) -> str:
+    """A setting's label: the optimizer, and ``+compile-MODE`` where both sides run compiled."""
+    return optimizer if compile_mode == "off" else f"{optimizer}+compile-{compile_mode}"
+
+
+def variants(name: str, optimizer: str, device: torch.device, batch: tuple, compile_mode: str = "off") -> dict:
+    """The four step functions of one model and optimizer, each on its own copy of the weights; with
+    ``compile_mode``, sglab's modules and the plain loop's copies are all ``torch.compile``'d alike."""
     fused = optimizer == "adam-fused"
     x, y = batch
     made = {}
     for method in ("bprop", "dni"):
         config = ClassifyConfig(method=method, device=str(device), fused_adam=fused, **MODELS[name])
-        runner = build_chain(config, tuple(x.shape[1:]), 10, device)
+        eager = build_chain(config, tuple(x.shape[1:]), 10, device)  # the plain loop copies it before any compile
+        runner = build_chain(replace(config, compile=compile_mode), tuple(x.shape[1:]), 10, device)
         made[f"sglab {method}"] = lambda runner=runner: runner.step(x, y)
-        stages = copy.deepcopy(runner.stages)
+        stages = copy.deepcopy(eager.stages)
         optimizers = [adam(stage.parameters(), config.lr, fused) for stage in stages]
+        if compile_mode != "off":
+            compile_modules(compile_mode, stages, [])
         if method == "bprop":
             made["plain bprop"] = lambda s=stages, o=optimizers: plain_bprop_step(s, o, x, y)
         else:
-            synths = [copy.deepcopy(interface.synthesizer) for interface in runner.interfaces]
+            synths = [copy.deepcopy(interface.synthesizer) for interface in eager.interfaces]
             synth_optimizers = [adam(s.parameters(), config.lr, fused) for s in synths]
+            if compile_mode != "off":
+                for synth in synths:
+                    synth.compile(mode=compile_mode)
             made["plain dni"] = lambda s=stages, o=optimizers, m=synths, mo=synth_optimizers: plain_dni_step(
                 s, o, m, mo, x, y)
     return made
@@ -180,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", nargs="*", default=[], choices=[m for m in COMPILE_MODES if m != "off"],
+                        help="also time these torch.compile modes (default Adam; sglab and the plain loop both "
+                             "compiled), e.g. default reduce-overhead (CUDA graphs on a GPU)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steadied = steady_allocator()  # as sglab train does; SGLAB_MALLOC=default measures glibc's defaults
@@ -189,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         batch = fixed_batch(None, (1, 28, 28), 10, 256, device, args.seed)
         maths = {method: arithmetic(matmuls(build_chain(ClassifyConfig(method=method, **MODELS[name]), (1, 28, 28), 10,
                                                         device), batch[0]), device) for method in ("bprop", "dni")}
-        for optimizer in OPTIMIZERS:
-            steps = variants(name, optimizer, device, batch)
+        settings = [(optimizer, "off") for optimizer in OPTIMIZERS] + [("adam", mode) for mode in args.compile]
+        for optimizer, compile_mode in settings:
+            steps = variants(name, optimizer, device, batch, compile_mode)
             timed = interleaved(steps, args.rounds, args.steps, args.warmup, device, args.seed)
+            optimizer = setting_name(optimizer, compile_mode)
             samples[f"{name}/{optimizer}"] = timed
             for method in ("bprop", "dni"):
                 math = maths[method]

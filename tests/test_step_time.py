@@ -6,6 +6,7 @@ import copy
 import importlib.util
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -61,3 +62,13 @@ def test_matmuls_count_every_product_of_a_dni_step():
     # stages: 64→12 (no input gradient), 12→12, 12→10; synthesizers 12→20→12 twice (first layer: no input gradient)
     assert shapes == [(16, 64, 12, 2), (16, 12, 12, 3), (16, 12, 10, 3),
                       (16, 12, 20, 2), (16, 20, 12, 3), (16, 12, 20, 2), (16, 20, 12, 3)]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_benchmark_times_compiled_settings_beside_the_eager_ones(tmp_path, monkeypatch):
+    monkeypatch.setitem(step_time.MODELS, "tiny", dict(model="fcn", layers=2, width=8, synth_width=8))
+    assert step_time.main(["--out", str(tmp_path), "--models", "tiny", "--rounds", "2", "--steps", "1",
+                           "--warmup", "1", "--compile", "default"]) == 0
+    rows = pd.read_csv(tmp_path / "step_time.csv")
+    assert sorted(set(rows["optimizer"])) == ["adam", "adam+compile-default", "adam-fused"]
+    assert (rows["sglab_step_ms"] > 0).all() and len(rows) == 6

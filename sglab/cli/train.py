@@ -30,7 +30,7 @@ from typing import Any
 from sglab.cli import positive_int, read_config_file
 from sglab.config import ConfigError
 from sglab.methods import method_names
-from sglab.training.config import TASKS, config_fields
+from sglab.training.config import COMPILE_MODES, TASKS, config_fields
 
 #: Flags that do not set a config field of the same name.
 _NOT_FIELDS = {"task", "out", "no_progress", "threads", "resume", "profile", "config", "aux", "no_b_gradient",
@@ -105,6 +105,9 @@ def _add_classify(group) -> None:
     group.add_argument("--critic-value-weight", type=float, default=None, help="critic: weight of the value term (1e-4)")
     group.add_argument("--fused-adam", action="store_true", default=None,
                        help="fused Adam for every optimizer (faster; not bitwise the default's updates)")
+    group.add_argument("--compile", choices=list(COMPILE_MODES), default=None,
+                       help="torch.compile every stage and synthesizer in this mode (for GPUs; reduce-overhead "
+                            "adds CUDA graphs; compiles for tens of seconds first)")
     group.add_argument("--limit-train", type=int, default=None, help="use only this many training examples")
     group.add_argument("--validation", type=float, default=None,
                        help="fraction of the training set held out and scored as val_error (choose settings on it)")

@@ -14,6 +14,8 @@ from sglab.config import ConfigError, check_fields, from_dict, spec
 from sglab.methods import Method, MethodError, get_method
 
 DEVICES = "auto, cpu, cuda or cuda:N"
+#: ``ClassifyConfig.compile``: off, or a ``torch.compile`` mode.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -106,6 +108,13 @@ class ClassifyConfig(RunConfig):
     ``fused_adam`` makes every optimizer ``torch.optim.Adam(fused=True)`` (one kernel per
     optimizer instead of a loop over its tensors; ``benchmarks/step_time.py`` times both). It
     changes the last bits of the updates, so runs with it are not bitwise those without.
+
+    ``compile`` runs every stage and synthesizer through ``torch.compile`` with that mode
+    (``Module.compile``, in place, so checkpoints keep their keys); ``reduce-overhead`` adds CUDA
+    graphs on a GPU. It pays a compilation (tens of seconds) up front, needs a C++ compiler on CPU
+    and Triton on CUDA, and changes the last bits of the arithmetic. On the 2-core CPU VM it did
+    not make FCN-3 faster (docs/training.md); it exists for GPUs, where a step of small kernels is
+    bound by launching them. Only the ``l2`` synthesizer objective runs compiled.
     """
 
     task: ClassVar[str] = "classify"
@@ -138,6 +147,7 @@ class ClassifyConfig(RunConfig):
     critic_value_weight: float = spec(1e-4, ge=0)
     input_model_hidden_layers: int = spec(1, ge=0)
     fused_adam: bool = False
+    compile: str = spec("off", choices=COMPILE_MODES)
 
     batch_size: int = spec(256, ge=2)  # batch norm needs 2 examples
     eval_batch_size: int = spec(1000, ge=1)
@@ -158,6 +168,9 @@ class ClassifyConfig(RunConfig):
             raise ConfigError(f"config field 'synth_loss' {self.synth_loss!r} applies to methods with synthetic "
                               f"gradients (dni, cdni, stochastic, mixed ...), not {self.method!r}")
         self._check_objective_fields()
+        if self.compile != "off" and self.synth_loss != "l2":
+            raise ConfigError(f"config field 'compile' {self.compile!r} runs only with synth_loss 'l2', "
+                              f"not {self.synth_loss!r} (its targets call the modules functionally)")
         return super().validate()
 
     def _check_objective_fields(self) -> None:
