@@ -70,7 +70,9 @@ SELECTED = {
     ("mnist", "fcn", 3, "dni"): {"synth_hidden_layers": 1, "lr": 3e-4, "synth_lr": 1e-3,
                                  "lr_drops_at": (0.6, 0.8)},
 }
-# FCN-4..6 take FCN-3's choices: a 25,000-step grid per depth did not fit the 2-core budget.
+# FCN-4..6 take FCN-3's choices: a 25,000-step grid per depth did not fit the 2-core budget. cDNI on
+# FCN-6 was chosen again (linear synthesizer, constant or ÷10 at 15k/20k, synthesizer lr 1e-3, one
+# hidden layer; docs/results/table1_selection/fcn6-cdni-25k-*) and kept FCN-3's setting (1.80 % val).
 SELECTED.update({("mnist", "fcn", layers, method): SELECTED[("mnist", "fcn", 3, method)]
                  for layers in (4, 5, 6) for method in ("dni", "cdni")})
 
