@@ -69,24 +69,31 @@ def build_clocked_steps(g: TaskGraph, method: Method, options: SimOptions) -> No
     for step in range(options.steps):
         ids = {(k, op, j): g.compute(step, k, op, j) for k in range(num_stages) for j in range(chunks[k])
                for op in ops[k]}
-        weights = {k: previous.get((k, "U")) for k in range(num_stages)}  # the last step's last update
+        step_updates = {k: previous.get((k, "U")) for k in range(num_stages)}  # the last step's last update
         for k in range(num_stages):
-            waits_above = last_forwards[step - ahead][k + 1] if ahead and step >= ahead and k + 1 < num_stages \
-                else None
+            above = last_forwards[step - ahead][k + 1] if ahead and step >= ahead and k + 1 < num_stages else None
             for j in range(chunks[k]):
-                for op in ops[k]:
-                    deps = _chunk_deps(g, graph, ids, chunks, k, op, j)
-                    if op == "F":
-                        earlier_update = weights[k] if episode_weights else previous.get((k, "U"))
-                        deps += [t for t in (previous.get((k, "F")), earlier_update) if t is not None]
-                        if j == 0 and waits_above is not None:
-                            deps.append(waits_above)
-                    g.add_deps(ids[(k, op, j)], *deps)
-                    previous[(k, op)] = ids[(k, op, j)]
-                for first, last, kind in STASHES:
-                    if (k, first, j) in ids and (k, last, j) in ids:
-                        g.buffer(g.profile.stages[k].activation_bytes, ids[(k, first, j)], ids[(k, last, j)], kind)
+                update = step_updates[k] if episode_weights else previous.get((k, "U"))
+                _add_chunk(g, graph, ids, chunks, ops[k], k, j, previous, update, above if j == 0 else None)
         last_forwards.append([ids.get((k, "F", chunks[k] - 1)) for k in range(num_stages)])
+
+
+def _add_chunk(g: TaskGraph, graph: dict, ids: dict, chunks: list[int], stage_ops: list[str], k: int, j: int,
+               previous: dict, update: int | None, above: int | None) -> None:
+    """Chunk ``j`` of stage ``k``: each op with what it waits for, then the activations it keeps.
+
+    Its forward also waits for the stage's previous forward, for ``update`` (the weights it runs
+    with) and for ``above`` (the stage above's forward that bounds how far this one runs ahead).
+    """
+    for op in stage_ops:
+        deps = _chunk_deps(g, graph, ids, chunks, k, op, j)
+        if op == "F":
+            deps += [t for t in (previous.get((k, "F")), update, above) if t is not None]
+        g.add_deps(ids[(k, op, j)], *deps)
+        previous[(k, op)] = ids[(k, op, j)]
+    for first, last, kind in STASHES:
+        if (k, first, j) in ids and (k, last, j) in ids:
+            g.buffer(g.profile.stages[k].activation_bytes, ids[(k, first, j)], ids[(k, last, j)], kind)
 
 
 def _chunk_deps(g: TaskGraph, graph: dict, ids: dict, chunks: list[int], k: int, op: str, j: int) -> list[int]:
