@@ -139,7 +139,6 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
         steps=args.steps,
         lr=args.lr,
         lr_milestones=list(args.lr_milestones),
-        eval_every=max(args.steps // 10, 1),
         log_every=50,
         synth_hidden_layers=args.synth_hidden_layers,
         validation=args.validation,
@@ -153,7 +152,8 @@ def configs(args: argparse.Namespace) -> list[ClassifyConfig]:
         for method in args.methods:
             cell = _cell_settings(chosen.get((args.dataset, model, layers, method), {}), steps)
             runs += [replace(base, model=model, layers=layers, method=method, seed=seed, steps=steps,
-                             **{**_synth_lr(args.synth_lr, method), **cell}) for seed in args.seeds]
+                             eval_every=max(steps // 10, 1), **{**_synth_lr(args.synth_lr, method), **cell})
+                     for seed in args.seeds]
     return runs
 
 

@@ -56,6 +56,8 @@ def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_oth
     assert settings[(3, "dni")] == (3e-4, 1, 1e-3, [60, 80]) and settings[(3, "cdni")] == (3e-4, 0, None, [])
     assert settings[(4, "dni")] == settings[(3, "dni")] and settings[(4, "cdni")] == settings[(3, "cdni")]
     assert settings[(3, "bprop")] == settings[(4, "bprop")] == (3e-4, 1, None, [])
+    with_cnn = paper_table.configs(argparse.Namespace(**{**vars(args), "cnn": True, "cnn_steps": 30}))
+    assert {(c.model, c.steps, c.eval_every) for c in with_cnn} == {("fcn", 100, 10), ("cnn", 30, 3)}
     config = ClassifyConfig(method="dni", layers=3, steps=100, lr=1e-3)
     (tmp_path / "table_row.json").write_text('{"steps": 100, "lr": 0.0003, "synth_hidden_layers": 1, '
                                              '"status": "completed"}')
