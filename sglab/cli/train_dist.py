@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from sglab.cli.run_summary import describe
 from sglab.errors import UsageError
 
 
@@ -74,7 +75,6 @@ def distributed_plan(args: argparse.Namespace, config, schedule: str | None) -> 
 
 def run_distributed(args: argparse.Namespace, config, out: Path, processes: int, pipeline: dict[str, Any] | None) -> int:
     """Train ``config`` with ``processes`` local processes (a pipeline if given) into ``out``; print the result."""
-    from sglab.cli.train import describe
     from sglab.data import load_dataset
     from sglab.dist.run import DistRun, check_supported, train_distributed
 
