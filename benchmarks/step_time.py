@@ -33,7 +33,6 @@ import copy
 import random
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -107,21 +106,19 @@ def variants(name: str, optimizer: str, device: torch.device, batch: tuple, comp
     made = {}
     for method in ("bprop", "dni"):
         config = ClassifyConfig(method=method, device=str(device), fused_adam=fused, **MODELS[name])
-        eager = build_chain(config, tuple(x.shape[1:]), 10, device)  # the plain loop copies it before any compile
-        runner = build_chain(replace(config, compile=compile_mode), tuple(x.shape[1:]), 10, device)
+        runner = build_chain(config, tuple(x.shape[1:]), 10, device)
         made[f"sglab {method}"] = lambda runner=runner: runner.step(x, y)
-        stages = copy.deepcopy(eager.stages)
-        optimizers = [adam(stage.parameters(), config.lr, fused) for stage in stages]
+        # The plain loop's copies are taken before anything is compiled, then both sides compile alike.
+        stages = copy.deepcopy(runner.stages)
+        synths = [copy.deepcopy(interface.synthesizer) for interface in runner.interfaces]
         if compile_mode != "off":
-            compile_modules(compile_mode, stages, [])
+            originals = [*runner.stages, *(interface.synthesizer for interface in runner.interfaces)]
+            compile_modules(compile_mode, [*originals, *stages, *synths])
+        optimizers = [adam(stage.parameters(), config.lr, fused) for stage in stages]
         if method == "bprop":
             made["plain bprop"] = lambda s=stages, o=optimizers: plain_bprop_step(s, o, x, y)
         else:
-            synths = [copy.deepcopy(interface.synthesizer) for interface in eager.interfaces]
             synth_optimizers = [adam(s.parameters(), config.lr, fused) for s in synths]
-            if compile_mode != "off":
-                for synth in synths:
-                    synth.compile(mode=compile_mode)
             made["plain dni"] = lambda s=stages, o=optimizers, m=synths, mo=synth_optimizers: plain_dni_step(
                 s, o, m, mo, x, y)
     return made
@@ -209,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         for optimizer, compile_mode in settings:
             steps = variants(name, optimizer, device, batch, compile_mode)
             timed = interleaved(steps, args.rounds, args.steps, args.warmup, device, args.seed)
-            optimizer = setting_name(optimizer, compile_mode)
-            samples[f"{name}/{optimizer}"] = timed
+            label = setting_name(optimizer, compile_mode)
+            samples[f"{name}/{label}"] = timed
             for method in ("bprop", "dni"):
                 math = maths[method]
                 ratios = [s / p for s, p in zip(timed[f"sglab {method}"], timed[f"plain {method}"], strict=True)]
                 low, mid, high = quartiles(ratios)
-                row = {"model": name, "optimizer": optimizer, "method": method, "device": str(device),
+                row = {"model": name, "optimizer": label, "method": method, "device": str(device),
                        "sglab_step_ms": 1e3 * statistics.median(timed[f"sglab {method}"]),
                        "plain_step_ms": 1e3 * statistics.median(timed[f"plain {method}"]),
                        "sglab_vs_plain": mid, "sglab_vs_plain_q1": low, "sglab_vs_plain_q3": high,
@@ -223,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["sglab_vs_arithmetic"] = row["sglab_step_ms"] / row["arithmetic_ms"]
                 row["plain_vs_arithmetic"] = row["plain_step_ms"] / row["arithmetic_ms"]
                 rows.append(row)
-                print(f"{name} {method:5} {optimizer:10}: sglab {row['sglab_step_ms']:.2f} ms, plain "
+                print(f"{name} {method:5} {label:10}: sglab {row['sglab_step_ms']:.2f} ms, plain "
                       f"{row['plain_step_ms']:.2f} ms, sglab/plain {mid:.3f} [{low:.3f}, {high:.3f}], "
                       f"arithmetic {row['arithmetic_ms']:.2f} ms ({row['macs'] / 1e6:.0f} M MACs): "
                       f"sglab {row['sglab_vs_arithmetic']:.2f}x of it", flush=True)

@@ -88,15 +88,15 @@ def build_chain(config: ClassifyConfig, input_shape: tuple[int, ...], num_classe
             module.to(device)
     optimizers = [adam(stage.parameters(), config.lr, config.fused_adam) for stage in stages]
     if config.compile != "off":
-        compile_modules(config.compile, stages, interfaces)
+        compile_modules(config.compile, [*stages, *(m for i in interfaces for m in i.modules().values())])
     generator = torch.Generator().manual_seed(config.seed + 1)
     return ChainRunner(stages, method, optimizers, interfaces, num_classes, config.synth_loss_weight, generator,
                        objective=synth_objective(config))
 
 
-def compile_modules(mode: str, stages: nn.ModuleList, interfaces: list[Interface]) -> None:
-    """``torch.compile`` every stage and every synthesizer in place (their ``state_dict`` keys stay)."""
-    for module in [*stages, *(m for interface in interfaces for m in interface.modules().values())]:
+def compile_modules(mode: str, modules) -> None:
+    """``torch.compile`` each of ``modules`` in place (their ``state_dict`` keys stay)."""
+    for module in modules:
         module.compile(mode=mode)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ def test_a_compiled_dni_chain_takes_the_eager_steps_and_keeps_its_checkpoint_key
     x, y = torch.rand(16, 1, 6, 6, generator=generator), torch.randint(0, 10, (16,), generator=generator)
     config = ClassifyConfig(method="dni", layers=3, width=12, synth_width=12, batch_size=16)
     eager = build_chain(config, (1, 6, 6), 10)
-    compiled = build_chain(ClassifyConfig(**{**config.__dict__, "compile": "default"}), (1, 6, 6), 10)
+    compiled = build_chain(replace(config, compile="default"), (1, 6, 6), 10)
     assert all(stage._compiled_call_impl is not None for stage in compiled.stages)
     assert all(i.synthesizer._compiled_call_impl is not None for i in compiled.interfaces)
     for _ in range(3):

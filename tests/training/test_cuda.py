@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -29,7 +31,7 @@ def _losses(config: ClassifyConfig, steps: int = 3) -> list[float]:
 def test_a_cuda_chain_takes_the_cpu_chains_steps(method):
     config = ClassifyConfig(method=method, layers=3, width=16, synth_width=16, batch_size=32, device="cpu")
     cpu = _losses(config)
-    cuda = _losses(ClassifyConfig(**{**config.__dict__, "device": "cuda"}))
+    cuda = _losses(replace(config, device="cuda"))
     assert cuda == pytest.approx(cpu, rel=1e-4)
 
 
@@ -40,5 +42,5 @@ def test_a_cuda_chain_takes_the_cpu_chains_steps(method):
 def test_compiled_cuda_chains_take_the_eager_steps(mode):
     config = ClassifyConfig(method="dni", layers=3, width=16, synth_width=16, batch_size=32, device="cuda")
     eager = _losses(config, steps=5)
-    compiled = _losses(ClassifyConfig(**{**config.__dict__, "compile": mode}), steps=5)
+    compiled = _losses(replace(config, compile=mode), steps=5)
     assert compiled == pytest.approx(eager, rel=1e-4)
