@@ -33,7 +33,7 @@ def test_the_paper_preset_has_the_papers_vectors_and_network_and_seeds_are_inner
 def test_the_synthesizer_lr_goes_only_to_methods_with_a_synthesizer(tmp_path):
     configs = rnn_tasks.jobs(["copy", "charlm", "two-rnn"], tmp_path / "none.txt", scale=1.0, preset="paper")
     by_method = {(c.task, c.method): c.synth_lr for c in configs}
-    assert by_method[("copy", "dni")] == by_method[("charlm", "dni-aux")] == 3e-6
+    assert by_method[("copy", "dni")] == 3e-3 and by_method[("charlm", "dni-aux")] == 3e-6
     # truncated BPTT's config is the one it had before the preset chose a synthesizer lr
     assert by_method[("copy", "nobprop")] is None and by_method[("charlm", "nobprop")] is None
     assert {c.synth_lr for c in configs if c.task == "two-rnn"} == {None}
@@ -77,3 +77,36 @@ def test_runs_go_to_a_dask_cluster_when_given_one(tmp_path):
                                "--scheduler-address", cluster.scheduler_address]) == 0
     results = pd.read_csv(out / "results.csv")
     assert list(results.truncation[:3]) == [2, 2, 2] and len(results) == 15  # table order, whatever finished first
+
+
+def _synth_lr_script():
+    """benchmarks/rnn_synth_lr.py, imported as the script is run (benchmarks/ on sys.path)."""
+    import sys
+
+    benchmarks = str(Path(__file__).parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    return importlib.import_module("rnn_synth_lr")  # by name, so the process pool's workers can unpickle its functions
+
+
+def test_the_synthesizer_lr_grid_is_bptt_once_and_dni_per_lr_on_a_seed_the_tables_never_use():
+    script = _synth_lr_script()
+    configs = script.configs(["copy", "repeat-copy"], [1e-4, 1e-3], truncation=3, seed=100, steps=7)
+    assert [(c.task_name, c.method, c.synth_lr) for c in configs] == [
+        ("copy", "nobprop", None), ("copy", "dni", 1e-4), ("copy", "dni", 1e-3),
+        ("repeat-copy", "nobprop", None), ("repeat-copy", "dni", 1e-4), ("repeat-copy", "dni", 1e-3)]
+    assert {(c.seed, c.truncation, c.steps, c.bits, c.hidden) for c in configs} == {(100, 3, 7, 8, 256)}
+
+
+def test_the_synthesizer_lr_selection_ranks_by_length_solved_then_errors(tmp_path):
+    script = _synth_lr_script()
+    out = tmp_path / "out"
+    argv = ["--tasks", "copy", "--synth-lrs", "1e-4", "1e-3", "--steps", "3", "--runs", str(tmp_path / "runs"),
+            "--out", str(out)]
+    assert script.main(argv) == 0
+    table = pd.read_csv(out / "selection.csv")
+    assert len(table) == 3 and set(table.method) == {"nobprop", "dni"}
+    ranked = list(zip(-table.longest_solved, -table.final_length, table.tail_bit_errors))
+    assert ranked == sorted(ranked)
+    assert (table.first_step_per_length.str.startswith("1:1")).all()  # the curriculum starts at N = 1, step 1
+    assert "| copy   | dni      |" in (out / "selection.md").read_text()
