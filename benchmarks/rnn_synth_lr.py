@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from rnn_tasks import PAPER_BUDGET, ROOT, _budget, run_name, run_one  # benchmarks/ is this script's sys.path[0]
+from rnn_tasks import PAPER_BUDGET, ROOT, run_budget, run_name, run_one  # benchmarks/ is this script's sys.path[0]
 
 # rnn_tasks put the checkout on sys.path, so sglab imports without being installed
 from sglab.executors import open_executor
@@ -39,7 +39,7 @@ def configs(tasks: list[str], synth_lrs: list[float], truncation: int, seed: int
     found = []
     for task in tasks:
         base = CopyConfig(method="nobprop", truncation=truncation, repeat=task == "repeat-copy", seed=seed,
-                          device="cpu", **_budget("paper", task, 1.0, "nobprop"))
+                          device="cpu", **run_budget("paper", task, 1.0, "nobprop"))
         base = replace(base, steps=steps or base.steps)
         dni = replace(base, method="dni")
         found += [base] + [replace(dni, synth_lr=lr) for lr in synth_lrs]

@@ -96,7 +96,7 @@ PRESETS = {"small": BUDGET, "paper": PAPER_BUDGET}
 SYNTH_FIELDS = ("synth_lr",)
 
 
-def _budget(preset: str, task: str, scale: float, method: str) -> dict[str, Any]:
+def run_budget(preset: str, task: str, scale: float, method: str) -> dict[str, Any]:
     """The preset's budget of ``task`` for ``method``, its steps scaled (at least one)."""
     budget = dict(PRESETS[preset][task])
     budget["steps"] = max(1, int(round(budget["steps"] * scale)))
@@ -112,14 +112,14 @@ def jobs(tasks: list[str], text: Path, scale: float, seeds: int = 1, preset: str
     for task in ("copy", "repeat-copy"):
         if task in tasks:
             found += [CopyConfig(method=m, truncation=t, repeat=task == "repeat-copy", seed=s, device="cpu",
-                                 **_budget(preset, task, scale, m))
+                                 **run_budget(preset, task, scale, m))
                       for t in TRUNCATIONS for m in RECURRENT_METHODS for s in range(seeds)]
     if "charlm" in tasks:
         found += [CharLMConfig(method=m, truncation=t, text=str(text), seed=s, device="cpu",
-                               **_budget(preset, "charlm", scale, m))
+                               **run_budget(preset, "charlm", scale, m))
                   for t in TRUNCATIONS for m in RECURRENT_METHODS for s in range(seeds)]
     if "two-rnn" in tasks:
-        found += [TwoRNNConfig(method=m, seed=s, device="cpu", **_budget(preset, "two-rnn", scale, m))
+        found += [TwoRNNConfig(method=m, seed=s, device="cpu", **run_budget(preset, "two-rnn", scale, m))
                   for m in TWO_RNN_METHODS for s in range(seeds)]
     return found
 
