@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -81,8 +82,6 @@ def test_runs_go_to_a_dask_cluster_when_given_one(tmp_path):
 
 def _synth_lr_script():
     """benchmarks/rnn_synth_lr.py, imported as the script is run (benchmarks/ on sys.path)."""
-    import sys
-
     benchmarks = str(Path(__file__).parents[1] / "benchmarks")
     if benchmarks not in sys.path:
         sys.path.insert(0, benchmarks)
