@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from rnn_tasks import PAPER_BUDGET, ROOT, run_budget, run_name, run_one  # benchmarks/ is this script's sys.path[0]
+from rnn_tasks import PAPER_BUDGET, ROOT, command_line, run_budget, run_name, run_one  # benchmarks/ is this script's sys.path[0]
 
 # rnn_tasks put the checkout on sys.path, so sglab imports without being installed
 from sglab.executors import open_executor
@@ -66,6 +66,12 @@ def select_one(job: tuple[CopyConfig, Path]) -> dict:
             **learning_record(run_dir), "cpu_s": round(row["cpu_s"], 1)}
 
 
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Each task's runs, best first: longest length solved, then length reached, then fewest tail bit errors."""
+    return table.sort_values(["task", "longest_solved", "final_length", "tail_bit_errors"],
+                             ascending=[True, False, False, True])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train the grid and write the ranked table."""
     argv = sys.argv[1:] if argv is None else argv
@@ -85,14 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     todo = [(config, args.runs / _dir_name(config)) for config in
             configs(args.tasks, args.synth_lrs, args.truncation, args.seed, args.steps)]
     with open_executor(args.jobs, args.scheduler_address) as pool:
-        table = pd.DataFrame(list(pool.map(select_one, todo)))
-    table = table.sort_values(["task", "longest_solved", "final_length", "tail_bit_errors"],
-                              ascending=[True, False, False, True])
+        table = ranked(pd.DataFrame(list(pool.map(select_one, todo))))
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "selection.csv", table.to_csv(index=False))
     atomic_write_text(args.out / "selection.md", table.to_markdown(index=False, floatfmt="g") + "\n")
     atomic_write_json(args.out / "benchmark.json", {
-        "command": "python benchmarks/rnn_synth_lr.py" + "".join(f" {a}" for a in argv), "truncation": args.truncation,
+        "command": command_line(argv, "rnn_synth_lr.py"), "truncation": args.truncation,
         "seed": args.seed, "budget": {task: PAPER_BUDGET[task] for task in args.tasks}, "provenance": provenance()})
     print(table.to_string(index=False))
     return 0

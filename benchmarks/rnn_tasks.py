@@ -167,9 +167,9 @@ def _finished(config: RunConfig, keep: Path | None) -> tuple[dict[str, Any], lis
     return (saved["row"], saved["curve"]) if same else None
 
 
-def command_line(argv: list[str]) -> str:
+def command_line(argv: list[str], script: str = "rnn_tasks.py") -> str:
     """The command as typed (for the docs and benchmark.json)."""
-    return "python benchmarks/rnn_tasks.py" + "".join(f" {a}" for a in argv)
+    return f"python benchmarks/{script}" + "".join(f" {a}" for a in argv)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

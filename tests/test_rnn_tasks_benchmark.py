@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -97,7 +98,19 @@ def test_the_synthesizer_lr_grid_is_bptt_once_and_dni_per_lr_on_a_seed_the_table
     assert {(c.seed, c.truncation, c.steps, c.bits, c.hidden) for c in configs} == {(100, 3, 7, 8, 256)}
 
 
-def test_the_synthesizer_lr_selection_ranks_by_length_solved_then_errors(tmp_path):
+def test_the_synthesizer_lr_selection_ranks_by_length_solved_then_length_reached_then_errors():
+    script = _synth_lr_script()
+    rows = pd.DataFrame([
+        {"task": "copy", "synth_lr": 1e-5, "longest_solved": 2, "final_length": 3, "tail_bit_errors": 0.9},
+        {"task": "copy", "synth_lr": 1e-4, "longest_solved": 3, "final_length": 4, "tail_bit_errors": 5.0},
+        {"task": "copy", "synth_lr": 1e-3, "longest_solved": 2, "final_length": 3, "tail_bit_errors": 0.4},
+        {"task": "copy", "synth_lr": 3e-3, "longest_solved": 2, "final_length": 2, "tail_bit_errors": 0.1},
+        {"task": "repeat-copy", "synth_lr": 1e-3, "longest_solved": 0, "final_length": 1, "tail_bit_errors": 1.0},
+    ])
+    assert list(script.ranked(rows).synth_lr) == [1e-4, 1e-3, 1e-5, 3e-3, 1e-3]
+
+
+def test_the_synthesizer_lr_selection_writes_its_table_and_reads_kept_runs_back(tmp_path):
     script = _synth_lr_script()
     out = tmp_path / "out"
     argv = ["--tasks", "copy", "--synth-lrs", "1e-4", "1e-3", "--steps", "3", "--runs", str(tmp_path / "runs"),
@@ -105,7 +118,8 @@ def test_the_synthesizer_lr_selection_ranks_by_length_solved_then_errors(tmp_pat
     assert script.main(argv) == 0
     table = pd.read_csv(out / "selection.csv")
     assert len(table) == 3 and set(table.method) == {"nobprop", "dni"}
-    ranked = list(zip(-table.longest_solved, -table.final_length, table.tail_bit_errors))
-    assert ranked == sorted(ranked)
     assert (table.first_step_per_length.str.startswith("1:1")).all()  # the curriculum starts at N = 1, step 1
     assert "| copy   | dni      |" in (out / "selection.md").read_text()
+    assert json.loads((out / "benchmark.json").read_text())["command"].startswith("python benchmarks/rnn_synth_lr.py --tasks")
+    assert script.main(argv) == 0  # the kept runs are read back, not trained again
+    assert pd.read_csv(out / "selection.csv").equals(table)
