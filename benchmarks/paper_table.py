@@ -75,6 +75,17 @@ SELECTED = {
 # hidden layer; docs/results/table1_selection/fcn6-cdni-25k-*) and kept FCN-3's setting (1.80 % val).
 SELECTED.update({("mnist", "fcn", layers, method): SELECTED[("mnist", "fcn", 3, method)]
                  for layers in (4, 5, 6) for method in ("dni", "cdni")})
+# CIFAR-10, FCN-3, 5,000 steps, seed 0, every method on the same grid of stage lr (1e-4/3e-4 constant,
+# 3e-4/1e-3 ÷10 at 3/5 and 4/5 of the steps; docs/results/table1_selection/cifar10-fcn3-*, docs/training.md):
+# Bprop lr 3e-4 with the drops (43.76 % val; constant 52.48 %), No Bprop lr 1e-3 with the drops (61.66 %);
+# DNI and cDNI also on synthesizer depth 0/2 and synthesizer lr 3e-5..1e-3: DNI stages at 1e-4 with the
+# synthesizers at 3e-5, constant (53.34 %), cDNI lr 3e-4 constant (49.60 %). FCN-4..6 take FCN-3's choices.
+SELECTED.update({("cifar10", "fcn", 3, "bprop"): {"lr": 3e-4, "lr_drops_at": (0.6, 0.8)},
+                 ("cifar10", "fcn", 3, "nobprop"): {"lr": 1e-3, "lr_drops_at": (0.6, 0.8)},
+                 ("cifar10", "fcn", 3, "dni"): {"synth_hidden_layers": 1, "lr": 1e-4, "synth_lr": 3e-5},
+                 ("cifar10", "fcn", 3, "cdni"): {"synth_hidden_layers": 1, "lr": 3e-4}})
+SELECTED.update({("cifar10", "fcn", layers, method): SELECTED[("cifar10", "fcn", 3, method)]
+                 for layers in (4, 5, 6) for method in METHODS})
 
 
 def paper_error(dataset: str, model: str, layers: int, method: str) -> float | None:

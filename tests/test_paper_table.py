@@ -65,6 +65,22 @@ def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_oth
     assert paper_table.finished_row(ClassifyConfig(method="dni", layers=3, steps=100, lr=3e-4), tmp_path) is not None
 
 
+def test_cifar10_cells_take_their_own_selection_not_mnists():
+    import argparse
+
+    args = argparse.Namespace(dataset="cifar10", data_dir=None, steps=5000, lr=3e-4, synth_hidden_layers=1,
+                              lr_milestones=[], synth_lr=None, validation=0.0, device="cpu", layers=[3, 6],
+                              cnn=False, cnn_layers=[3], cnn_steps=10, methods=list(paper_table.METHODS), seeds=[0],
+                              selected=True)
+    settings = {(c.layers, c.method): (c.lr, c.synth_hidden_layers, c.synth_lr, c.lr_milestones)
+                for c in paper_table.configs(args)}
+    assert settings[(3, "bprop")] == (3e-4, 1, None, [3000, 4000])
+    assert settings[(3, "nobprop")] == (1e-3, 1, None, [3000, 4000])
+    assert settings[(3, "dni")] == (1e-4, 1, 3e-5, [])  # MNIST's DNI has lr 3e-4, synthesizers 1e-3, drops
+    assert settings[(3, "cdni")] == (3e-4, 1, None, [])  # MNIST's cDNI has a linear synthesizer
+    assert all(settings[(6, m)] == settings[(3, m)] for m in paper_table.METHODS)
+
+
 def test_the_schedule_and_synthesizer_lr_reach_the_runs_and_decide_reuse(tmp_path):
     import argparse
 
