@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from dataclasses import replace
@@ -44,13 +45,16 @@ def test_table_gives_mean_and_sample_sd_over_seeds():
     assert table.splitlines()[-1].rstrip().endswith("| 35                  |")  # time summed over the row's runs
 
 
-def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_other_settings_is_not_reused(tmp_path):
-    import argparse
+def _table_args(**changes) -> argparse.Namespace:
+    """paper_table's command line with its defaults for a 100-step MNIST FCN-3 table, and ``changes``."""
+    defaults = dict(dataset="mnist", data_dir=None, steps=100, lr=3e-4, synth_hidden_layers=1, lr_milestones=[],
+                    synth_lr=None, validation=0.0, device="cpu", layers=[3], cnn=False, cnn_layers=[3],
+                    cnn_steps=10, methods=["bprop", "dni", "cdni"], seeds=[0], selected=False)
+    return argparse.Namespace(**{**defaults, **changes})
 
-    args = argparse.Namespace(dataset="mnist", data_dir=None, steps=100, lr=3e-4, synth_hidden_layers=1,
-                              lr_milestones=[], synth_lr=None, validation=0.0, device="cpu", layers=[3, 4],
-                              cnn=False, cnn_layers=[3], cnn_steps=10,
-                              methods=["bprop", "dni", "cdni"], seeds=[0], selected=True)
+
+def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_other_settings_is_not_reused(tmp_path):
+    args = _table_args(layers=[3, 4], selected=True)
     settings = {(c.layers, c.method): (c.lr, c.synth_hidden_layers, c.synth_lr, c.lr_milestones)
                 for c in paper_table.configs(args)}
     assert settings[(3, "dni")] == (3e-4, 1, 1e-3, [60, 80]) and settings[(3, "cdni")] == (3e-4, 0, None, [])
@@ -66,12 +70,7 @@ def test_selected_settings_apply_to_their_cells_only_and_a_finished_run_with_oth
 
 
 def test_cifar10_cells_take_their_own_selection_not_mnists():
-    import argparse
-
-    args = argparse.Namespace(dataset="cifar10", data_dir=None, steps=5000, lr=3e-4, synth_hidden_layers=1,
-                              lr_milestones=[], synth_lr=None, validation=0.0, device="cpu", layers=[3, 6],
-                              cnn=False, cnn_layers=[3], cnn_steps=10, methods=list(paper_table.METHODS), seeds=[0],
-                              selected=True)
+    args = _table_args(dataset="cifar10", steps=5000, layers=[3, 6], methods=list(paper_table.METHODS), selected=True)
     settings = {(c.layers, c.method): (c.lr, c.synth_hidden_layers, c.synth_lr, c.lr_milestones)
                 for c in paper_table.configs(args)}
     assert settings[(3, "bprop")] == (3e-4, 1, None, [3000, 4000])
@@ -82,12 +81,7 @@ def test_cifar10_cells_take_their_own_selection_not_mnists():
 
 
 def test_the_schedule_and_synthesizer_lr_reach_the_runs_and_decide_reuse(tmp_path):
-    import argparse
-
-    args = argparse.Namespace(dataset="mnist", data_dir=None, steps=100, lr=1e-3, synth_hidden_layers=1,
-                              lr_milestones=[40, 80], synth_lr=1e-4, validation=0.0, device="cpu", layers=[3],
-                              cnn=False, cnn_layers=[3], cnn_steps=10, methods=["bprop", "dni", "cdni"], seeds=[0],
-                              selected=False)
+    args = _table_args(lr=1e-3, lr_milestones=[40, 80], synth_lr=1e-4)
     runs = {c.method: c for c in paper_table.configs(args)}
     assert all(c.lr_milestones == [40, 80] for c in runs.values())
     assert runs["dni"].synth_lr == runs["cdni"].synth_lr == 1e-4 and runs["bprop"].synth_lr is None
